@@ -1,0 +1,16 @@
+"""Debug CSM: a few million parameters that train on 2 CPU cores in minutes.
+
+Run:  python -m csm_jax.train --config=configs/debug.py --workdir=/tmp/csm_debug
+Override any field: --config.train.steps=50 or configs/debug.py:train.steps=50
+"""
+
+from csm_jax.config import preset
+
+
+def get_config(arg=None):
+  return preset(
+      "debug", arg,
+      train__steps=300, train__lr=1e-3, train__warmup_steps=20,
+      train__log_every=10, train__eval_every=100, train__ckpt_every=100,
+      model__text_loss_weight=0.1, model__decoder_frame_fraction=0.25,
+      model__text_window=64, model__audio_window=256, model__max_seq_len=512)

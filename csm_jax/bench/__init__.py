@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m csm_jax.bench <name> --config=...``); not tests."""

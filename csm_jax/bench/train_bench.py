@@ -1,0 +1,57 @@
+"""Training throughput: frames/s, achieved FLOP/s and the ratio to peak.
+
+The peak is this machine's best f32 matmul rate measured in the same run
+(on accelerators the datasheet bf16 peak is printed beside it), so the ratio
+is comparable across noisy shared machines.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from csm_jax.training.reporting import PEAK_FLOPS, measured_matmul_peak
+from csm_jax.training.trainer import Trainer
+
+
+def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
+  with tempfile.TemporaryDirectory() as wd:
+    tr = Trainer(config, wd)
+    t0 = time.perf_counter()
+    tr.compile()
+    compile_s = time.perf_counter() - t0
+    state = tr.builder.init(config.train.seed, tr.mesh)
+    it = iter(tr.task.train_dataset(tr.local_batch, 0))
+    batches = [tr._put(next(it)) for _ in range(min(steps, 4))]
+    for i in range(warmup):
+      state, m = tr.train_step(state, batches[i % len(batches)])
+    jax.block_until_ready(state)
+    times = []
+    for i in range(steps):
+      t = time.perf_counter()
+      state, m = tr.train_step(state, batches[i % len(batches)])
+      jax.block_until_ready(m)
+      times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  flops = tr.task.flops_per_batch(tr.batch_size)
+  unit, items = tr.task.items_per_batch(tr.batch_size)
+  peak = measured_matmul_peak(2048) * jax.device_count()
+  kind = jax.devices()[0].device_kind.lower()
+  sheet = next((v for k, v in PEAK_FLOPS.items() if k in kind), None)
+  return {
+      "params": tr.params, "devices": jax.device_count(),
+      "compile_s": compile_s, "step_ms_median": 1e3 * step_s,
+      f"{unit}_per_s": items / step_s,
+      "counted_flops_per_step": flops,
+      "achieved_flops_per_s": flops / step_s,
+      "measured_matmul_peak_flops_per_s": peak,
+      "ratio_to_measured_peak": flops / step_s / peak,
+      **({"datasheet_peak_flops_per_s": sheet * jax.device_count(),
+          "mfu_vs_datasheet": flops / step_s / (sheet * jax.device_count())}
+         if sheet else {}),
+      "final_loss": float(np.asarray(m["loss"])),
+  }

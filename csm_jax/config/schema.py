@@ -1,0 +1,222 @@
+"""The one config schema, its presets, and validation that names the bad field.
+
+Every config file in ``configs/`` is ``get_config(arg)`` returning
+``make_config(size, ...)``. The returned ConfigDict is locked, so a misspelt
+command-line override (``--config.train.stepz=3``) fails at parse time with the
+key's name; ``validate`` then checks the values before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ml_collections
+
+from csm_jax.config import sizes as sizes_lib
+
+DTYPES = ("float32", "bfloat16", "float16")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch", "save_attn_out")
+ROPE_SCALINGS = ("none", "llama3")
+TASKS = ("csm", "codec")
+DATA_SOURCES = ("synthetic_tokens", "dialogues")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+
+
+class ConfigError(ValueError):
+  """A config value is invalid; the message starts with the field's path."""
+
+  def __init__(self, field: str, message: str):
+    super().__init__(f"config.{field}: {message}")
+    self.field = field
+
+
+def _transformer(shape) -> ml_collections.ConfigDict:
+  width, depth, heads, kv_heads, mlp = shape
+  return ml_collections.ConfigDict(dict(
+      width=width, depth=depth, heads=heads, kv_heads=kv_heads, mlp=mlp,
+      head_dim=0,  # 0: width // heads
+  ))
+
+
+def make_config(size: str = "debug", task: str = "csm") -> ml_collections.ConfigDict:
+  """The full default config for one row of the size table."""
+  if size not in sizes_lib.SIZES:
+    raise ConfigError("size", f"unknown size {size!r}; known: {sizes_lib.names()}")
+  row = sizes_lib.SIZES[size]
+  c = ml_collections.ConfigDict()
+  c.task = task
+  c.size = size
+
+  m = c.model = ml_collections.ConfigDict()
+  m.text_vocab = row["text_vocab"]
+  m.n_codebooks = row["n_codebooks"]
+  m.codebook_size = row["codebook_size"]
+  m.audio_vocab = row["codebook_size"] + sizes_lib.AUDIO_SPECIAL_TOKENS
+  m.backbone = _transformer(row["backbone"])
+  m.decoder = _transformer(row["decoder"])
+  m.max_seq_len = 2048
+  m.rope_theta = 500_000.0
+  m.rope_scaling = "llama3"
+  m.rope_factor = 32.0
+  m.rope_low_freq_factor = 1.0
+  m.rope_high_freq_factor = 4.0
+  m.rope_original_max_len = 8192
+  m.norm_eps = 1e-5
+  # Asymmetric attention (research plan): text looks locally, audio globally.
+  m.text_window = 256
+  m.audio_window = 2048
+  # Compute amortization: the depth decoder trains on this share of frames.
+  m.decoder_frame_fraction = 1.0 / 16
+  m.text_loss_weight = 0.0
+  m.dtype = "float32"
+  m.param_dtype = "float32"
+  m.remat = "none"
+  m.scan_layers = True
+  m.attention_impl = "auto"
+  # Hooks for conditioning streams (memory, prosody, plans); 0 disables.
+  m.cond_dim = 0
+  m.n_prefix = 0
+  m.init_std = 0.02
+
+  d = c.data = ml_collections.ConfigDict()
+  d.source = "synthetic_tokens"
+  d.seq_len = row["seq_len"]
+  d.batch_size = row["batch_size"]  # global, across all processes
+  d.seed = 0
+  d.num_examples = 4096  # synthetic_tokens only
+  d.eval_examples = 64
+  d.worker_threads = 2
+  d.prefetch = 4
+
+  t = c.train = ml_collections.ConfigDict()
+  t.steps = 1000
+  t.lr = 3e-4
+  t.min_lr_ratio = 0.1
+  t.warmup_steps = 100
+  t.weight_decay = 0.1
+  t.b1 = 0.9
+  t.b2 = 0.95
+  t.eps = 1e-8
+  t.grad_clip = 1.0
+  t.accum_steps = 1
+  t.seed = 0
+  t.log_every = 10
+  t.eval_every = 200
+  t.eval_steps = 4
+  t.ckpt_every = 200
+  t.keep_checkpoints = 3
+  t.async_checkpoint = True
+
+  mesh = c.mesh = ml_collections.ConfigDict()
+  dm = row["default_mesh"]
+  mesh.data, mesh.fsdp, mesh.tensor = dm  # -1: all remaining devices
+  c.topology = row["topology"] or ""
+  c.lock()
+  return c
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+
+
+def _check(cond: bool, field: str, message: str) -> None:
+  if not cond:
+    raise ConfigError(field, message)
+
+
+def _validate_transformer(c, name: str) -> None:
+  t = c.model[name]
+  for key in ("width", "depth", "heads", "kv_heads", "mlp"):
+    _check(t[key] > 0, f"model.{name}.{key}", f"must be positive, got {t[key]}")
+  if t.head_dim == 0:
+    _check(t.width % t.heads == 0, f"model.{name}.heads",
+           f"{t.heads} heads do not divide width {t.width}")
+  _check(t.heads % t.kv_heads == 0, f"model.{name}.kv_heads",
+         f"{t.kv_heads} kv heads do not divide {t.heads} query heads")
+
+
+def resolve_mesh_shape(c, n_devices: int) -> tuple[int, int, int]:
+  """Fills a -1 mesh axis with the remaining devices; checks the product."""
+  axes = {"data": c.mesh.data, "fsdp": c.mesh.fsdp, "tensor": c.mesh.tensor}
+  auto = [k for k, v in axes.items() if v == -1]
+  _check(len(auto) <= 1, "mesh", f"at most one axis may be -1, got {auto}")
+  for k, v in axes.items():
+    _check(v == -1 or v >= 1, f"mesh.{k}", f"must be -1 or >= 1, got {v}")
+  fixed = math.prod(v for v in axes.values() if v != -1)
+  if auto:
+    _check(n_devices % fixed == 0, f"mesh.{auto[0]}",
+           f"the other axes ({fixed} devices) do not divide the "
+           f"{n_devices} available devices")
+    axes[auto[0]] = n_devices // fixed
+  total = math.prod(axes.values())
+  _check(total == n_devices, "mesh",
+         f"data*fsdp*tensor = {axes['data']}*{axes['fsdp']}*{axes['tensor']} "
+         f"= {total} but {n_devices} devices are available")
+  return axes["data"], axes["fsdp"], axes["tensor"]
+
+
+def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
+  """Checks values and their relations; raises ConfigError naming the field."""
+  _check(c.task in TASKS, "task", f"unknown task {c.task!r}; known: {TASKS}")
+  m = c.model
+  _check(m.dtype in DTYPES, "model.dtype", f"{m.dtype!r} not in {DTYPES}")
+  _check(m.param_dtype in DTYPES, "model.param_dtype",
+         f"{m.param_dtype!r} not in {DTYPES}")
+  _check(m.remat in REMAT_POLICIES, "model.remat",
+         f"{m.remat!r} not in {REMAT_POLICIES}")
+  _check(m.rope_scaling in ROPE_SCALINGS, "model.rope_scaling",
+         f"{m.rope_scaling!r} not in {ROPE_SCALINGS}")
+  _check(m.attention_impl in ATTENTION_IMPLS, "model.attention_impl",
+         f"{m.attention_impl!r} not in {ATTENTION_IMPLS}")
+  if c.task == "csm":
+    _validate_transformer(c, "backbone")
+    _validate_transformer(c, "decoder")
+    _check(m.n_codebooks >= 2, "model.n_codebooks",
+           f"needs at least 2 (codebook 0 + the decoder's), got {m.n_codebooks}")
+    _check(m.audio_vocab > m.codebook_size, "model.audio_vocab",
+           f"must exceed codebook_size {m.codebook_size} (special ids)")
+    _check(0.0 < m.decoder_frame_fraction <= 1.0, "model.decoder_frame_fraction",
+           f"must be in (0, 1], got {m.decoder_frame_fraction}")
+    _check(m.text_window >= 1, "model.text_window", "must be >= 1")
+    _check(m.audio_window >= 1, "model.audio_window", "must be >= 1")
+    _check(m.cond_dim >= 0, "model.cond_dim", "must be >= 0")
+    _check(m.n_prefix >= 0, "model.n_prefix", "must be >= 0")
+    _check(c.data.seq_len >= 2, "data.seq_len", "must be >= 2")
+    _check(c.data.seq_len + m.n_prefix <= m.max_seq_len, "data.seq_len",
+           f"{c.data.seq_len} (+{m.n_prefix} prefix) exceeds "
+           f"model.max_seq_len {m.max_seq_len}")
+    _check(c.data.source in DATA_SOURCES, "data.source",
+           f"unknown source {c.data.source!r}; known: {DATA_SOURCES}")
+  t = c.train
+  _check(t.steps >= 1, "train.steps", f"must be >= 1, got {t.steps}")
+  _check(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
+  _check(0 <= t.warmup_steps, "train.warmup_steps", "must be >= 0")
+  _check(0.0 <= t.min_lr_ratio <= 1.0, "train.min_lr_ratio", "must be in [0, 1]")
+  _check(t.accum_steps >= 1, "train.accum_steps", "must be >= 1")
+  _check(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
+  for key in ("log_every", "eval_every", "ckpt_every", "keep_checkpoints"):
+    _check(t[key] >= 1, f"train.{key}", f"must be >= 1, got {t[key]}")
+  _check(c.data.batch_size >= 1, "data.batch_size", "must be >= 1")
+  _check(c.data.batch_size % t.accum_steps == 0, "train.accum_steps",
+         f"{t.accum_steps} does not divide data.batch_size {c.data.batch_size}")
+  _check(c.data.batch_size % n_processes == 0, "data.batch_size",
+         f"{c.data.batch_size} is not divisible by {n_processes} processes")
+  if n_devices is not None:
+    data, fsdp, tensor = resolve_mesh_shape(c, n_devices)
+    micro = c.data.batch_size // t.accum_steps
+    _check(micro % (data * fsdp) == 0, "data.batch_size",
+           f"the micro-batch {micro} (batch_size / accum_steps) is not "
+           f"divisible by the data*fsdp mesh size {data * fsdp}")
+    if c.task == "csm":
+      for name in ("backbone", "decoder"):
+        kv = m[name].kv_heads
+        _check(kv % tensor == 0 or tensor % kv == 0, f"model.{name}.kv_heads",
+               f"{kv} kv heads cannot be split over tensor={tensor}")
+
+
+def structural_fields(c) -> dict[str, Any]:
+  """The part of a config a checkpoint depends on (shapes, vocab, task)."""
+  return {"task": c.task, "model": c.model.to_dict(),
+          **({"codec": c.codec.to_dict()} if "codec" in c else {})}

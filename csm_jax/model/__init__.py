@@ -1,0 +1,1 @@
+"""The CSM model: layers, attention, transformer stacks, loss and its task."""

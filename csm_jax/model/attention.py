@@ -1,0 +1,105 @@
+"""Grouped-query attention and the asymmetric text/audio attention mask.
+
+The research plan's "voice-text cross attention" lets audio rows see far back
+(prosodic continuity) while text rows look locally (semantic precision). In
+CSM's interleaved layout that is one causal mask whose window depends on the
+*query's* row kind; ``layout_mask`` builds it as a pure function of the column
+layout, segment ids (packing) and positions, so training, prefill and cached
+decoding all share it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from csm_jax.model.layers import Precision, apply_rope, param
+from csm_jax.parallel.sharding import constrain
+
+PAD_SEGMENT = 0
+PREFIX_SEGMENT = -1  # conditioning vectors prepended to a row; seen by all
+
+
+def row_windows(column_mask: jax.Array, text_window: int,
+                audio_window: int) -> jax.Array:
+  """Per-row attention window from the frame layout.
+
+  ``column_mask`` is (B, T, n_codebooks + 1) with the text column last. A row
+  whose only present column is text is a text row (local window); every other
+  row, audio frames included, gets the global audio window.
+  """
+  has_audio = jnp.any(column_mask[..., :-1], axis=-1)
+  is_text = column_mask[..., -1] & ~has_audio
+  return jnp.where(is_text, text_window, audio_window).astype(jnp.int32)
+
+
+def layout_mask(q_index: jax.Array, q_segment: jax.Array, q_window: jax.Array,
+                k_index: jax.Array, k_segment: jax.Array) -> jax.Array:
+  """Boolean mask (B, 1, Tq, Tk): may query i attend to key j?
+
+  Rules: same non-padding segment, causal (k <= q) and within the query's
+  window (q - k < window). Prefix keys (segment -1) are visible to every
+  non-padding query; prefix queries see earlier prefix keys only.
+  """
+  diff = q_index[:, :, None] - k_index[:, None, :]
+  qs = q_segment[:, :, None]
+  ks = k_segment[:, None, :]
+  causal = diff >= 0
+  local = causal & (diff < q_window[:, :, None]) & (qs == ks) & (qs > 0)
+  prefix = (ks == PREFIX_SEGMENT) & (qs != PAD_SEGMENT) & (
+      (qs > 0) | causal)
+  return (local | prefix)[:, None, :, :]
+
+
+def causal_mask(batch: int, length: int) -> jax.Array:
+  idx = jnp.arange(length)
+  return jnp.broadcast_to((idx[:, None] >= idx[None, :])[None, None],
+                          (batch, 1, length, length))
+
+
+class Attention(nnx.Module):
+  """Grouped-query self-attention with RoPE and an optional KV cache."""
+
+  def __init__(self, width: int, heads: int, kv_heads: int, head_dim: int,
+               embed_axis: str, prec: Precision, rngs: nnx.Rngs,
+               impl: str | None = None):
+    std = 1.0 / math.sqrt(width)
+    self.wq = param(rngs, (width, heads, head_dim),
+                    (embed_axis, "heads", "head_dim"), prec, std=std)
+    self.wk = param(rngs, (width, kv_heads, head_dim),
+                    (embed_axis, "kv_heads", "head_dim"), prec, std=std)
+    self.wv = param(rngs, (width, kv_heads, head_dim),
+                    (embed_axis, "kv_heads", "head_dim"), prec, std=std)
+    self.wo = param(rngs, (heads, head_dim, width),
+                    ("heads", "head_dim", embed_axis), prec,
+                    std=1.0 / math.sqrt(heads * head_dim))
+    self.dtype = prec.dtype
+    self.impl = impl
+
+  def __call__(self, x, positions, mask, inv_freq, cache=None,
+               cache_index=None):
+    dt = self.dtype
+    x = x.astype(dt)
+    q = jnp.einsum("btd,dnh->btnh", x, self.wq[...].astype(dt))
+    k = jnp.einsum("btd,dkh->btkh", x, self.wk[...].astype(dt))
+    v = jnp.einsum("btd,dkh->btkh", x, self.wv[...].astype(dt))
+    q = apply_rope(q, positions, inv_freq)
+    k = apply_rope(k, positions, inv_freq)
+    q = constrain(q, ("batch", "seq", "act_heads", "head_dim"))
+    new_cache = None
+    if cache is not None:
+      ck, cv = cache
+      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype),
+                                              cache_index, axis=1)
+      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype),
+                                              cache_index, axis=1)
+      new_cache = (k, v)
+      k, v = k.astype(dt), v.astype(dt)
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                       implementation=self.impl)
+    out = constrain(out, ("batch", "seq", "act_heads", "head_dim"))
+    y = jnp.einsum("btnh,nhd->btd", out, self.wo[...].astype(dt))
+    return y, new_cache

@@ -1,0 +1,127 @@
+"""The Conversational Speech Model: backbone over frames + depth decoder.
+
+Each position is a row of ``n_codebooks`` audio columns and one text column
+(last) with a presence mask; the embeddings of present columns are summed.
+The backbone's hidden state at row t predicts codebook 0 of row t+1 through
+``codebook0_head``; the depth decoder, fed ``[h_t, emb(c0), ..., emb(c_{N-2})]``
+through ``projection``, predicts codebooks 1..N-1 of that frame with one head
+per codebook. Extra per-row conditioning (``cond``) and prefix vectors
+(``prefix``) are hooks for the dual memory, the prosody stream and planning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from csm_jax.model.attention import (PREFIX_SEGMENT, causal_mask, layout_mask,
+                                     row_windows)
+from csm_jax.model.layers import Embed, Linear, Precision, dtype_of, param
+from csm_jax.model.transformer import Transformer, TransformerSpec
+from csm_jax.parallel.sharding import constrain
+
+
+def precision_from(m) -> Precision:
+  return Precision(dtype=dtype_of(m.dtype), param_dtype=dtype_of(m.param_dtype),
+                   init_std=m.init_std)
+
+
+class CSM(nnx.Module):
+  """Backbone, heads and depth decoder, built from ``config.model``."""
+
+  def __init__(self, m, rngs: nnx.Rngs):
+    prec = precision_from(m)
+    self.n_codebooks = m.n_codebooks
+    self.audio_vocab = m.audio_vocab
+    self.text_window = m.text_window
+    self.audio_window = m.audio_window
+    bspec = TransformerSpec.from_config(m.backbone, m, "embed")
+    dspec = TransformerSpec.from_config(m.decoder, m, "dec_embed")
+    w, wd = bspec.width, dspec.width
+    self.text_embed = Embed(m.text_vocab, w, ("vocab", "embed"), prec, rngs)
+    # One table for all codebooks, row = token + codebook * audio_vocab.
+    self.audio_embed = Embed(m.n_codebooks * m.audio_vocab, w,
+                             ("vocab", "embed"), prec, rngs)
+    self.backbone = Transformer(bspec, prec, rngs)
+    self.codebook0_head = Linear(w, m.audio_vocab, ("embed", "vocab"), prec,
+                                 rngs)
+    self.projection = Linear(w, wd, ("embed", "dec_embed"), prec, rngs)
+    self.decoder = Transformer(dspec, prec, rngs)
+    self.audio_head = param(rngs, (m.n_codebooks - 1, wd, m.audio_vocab),
+                            ("codebooks", "dec_embed", "vocab"), prec,
+                            std=1.0 / math.sqrt(wd))
+    self.text_head = (Linear(w, m.text_vocab, ("embed", "vocab"), prec, rngs)
+                      if m.text_loss_weight > 0 else None)
+    self.cond_proj = (Linear(m.cond_dim, w, (None, "embed"), prec, rngs)
+                      if m.cond_dim > 0 else None)
+    self.dtype = prec.dtype
+
+  # -- embeddings -----------------------------------------------------------
+  def audio_ids(self, codes: jax.Array, first_codebook: int = 0) -> jax.Array:
+    """Rows of the shared audio table for codes (..., k) of codebooks
+    first_codebook .. first_codebook + k - 1."""
+    k = codes.shape[-1]
+    offsets = (jnp.arange(k) + first_codebook) * self.audio_vocab
+    return codes + offsets
+
+  def embed_frames(self, audio_tokens, text_tokens, mask):
+    """Sum of present columns' embeddings: (B,T,C),(B,T),(B,T,C+1) -> (B,T,W)."""
+    a = self.audio_embed(self.audio_ids(audio_tokens))  # (B,T,C,W)
+    a = jnp.sum(a * mask[..., :-1, None].astype(a.dtype), axis=2)
+    t = self.text_embed(text_tokens) * mask[..., -1:].astype(self.dtype)
+    return constrain(a + t, ("batch", "seq", "act_embed"))
+
+  # -- backbone -------------------------------------------------------------
+  def backbone_hidden(self, audio_tokens, text_tokens, mask, positions,
+                      segment_ids, cond=None, prefix=None):
+    """Backbone outputs (B, T, W) for a packed batch of frames."""
+    x = self.embed_frames(audio_tokens, text_tokens, mask)
+    if cond is not None:
+      if self.cond_proj is None:
+        raise ValueError("cond given but config.model.cond_dim is 0")
+      x = x + self.cond_proj(cond)
+    windows = row_windows(mask, self.text_window, self.audio_window)
+    b, t = segment_ids.shape
+    index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    seg = segment_ids
+    if prefix is not None:
+      p = prefix.shape[1]
+      x = jnp.concatenate([prefix.astype(x.dtype), x], axis=1)
+      pidx = jnp.broadcast_to(jnp.arange(-p, 0, dtype=jnp.int32), (b, p))
+      index = jnp.concatenate([pidx, index], axis=1)
+      positions = jnp.concatenate([pidx, positions], axis=1)
+      seg = jnp.concatenate(
+          [jnp.full((b, p), PREFIX_SEGMENT, seg.dtype), seg], axis=1)
+      windows = jnp.concatenate(
+          [jnp.full((b, p), self.audio_window, jnp.int32), windows], axis=1)
+    attn_mask = layout_mask(index, seg, windows, index, seg)
+    h, _ = self.backbone(x, positions, attn_mask)
+    if prefix is not None:
+      h = h[:, prefix.shape[1]:]
+    return h
+
+  # -- depth decoder ---------------------------------------------------------
+  def decoder_logits(self, h, codes):
+    """Logits for codebooks 1..N-1 given backbone states and the frame codes.
+
+    h: (M, W) backbone states; codes: (M, N) the frame's codes (teacher
+    forcing). Returns (M, N-1, audio_vocab).
+    """
+    n = self.n_codebooks
+    emb = self.audio_embed(self.audio_ids(codes[:, :n - 1]))  # (M, N-1, W)
+    seq = jnp.concatenate([h[:, None, :].astype(emb.dtype), emb], axis=1)
+    x = self.projection(seq)
+    m = x.shape[0]
+    pos = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (m, n))
+    hd, _ = self.decoder(x, pos, causal_mask(m, n))
+    return jnp.einsum("mcd,cdv->mcv", hd[:, 1:],
+                      self.audio_head[...].astype(hd.dtype))
+
+  def __call__(self, audio_tokens, text_tokens, mask, positions, segment_ids,
+               cond=None, prefix=None):
+    h = self.backbone_hidden(audio_tokens, text_tokens, mask, positions,
+                             segment_ids, cond, prefix)
+    return h, self.codebook0_head(h)

@@ -1,0 +1,142 @@
+"""A Llama-style transformer stack: layers created stacked, applied by scan.
+
+Layers are built once with ``nnx.vmap`` (a leading ``layers`` axis on every
+parameter) and applied with ``jax.lax.scan`` over that axis, so compile time
+does not grow with depth. The scan body is wrapped in ``jax.checkpoint`` with
+the policy named in config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
+
+from csm_jax.model.attention import Attention
+from csm_jax.model.layers import Precision, RMSNorm, RopeConfig, SwiGLU, rope_inv_freq
+from csm_jax.parallel.sharding import constrain
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerSpec:
+  width: int
+  depth: int
+  heads: int
+  kv_heads: int
+  mlp: int
+  head_dim: int = 0
+  norm_eps: float = 1e-5
+  rope: RopeConfig = RopeConfig()
+  remat: str = "none"
+  scan: bool = True
+  embed_axis: str = "embed"
+  attention_impl: str | None = None
+
+  @property
+  def dim_per_head(self) -> int:
+    return self.head_dim or self.width // self.heads
+
+  @classmethod
+  def from_config(cls, t, model_cfg, embed_axis: str) -> "TransformerSpec":
+    m = model_cfg
+    return cls(
+        width=t.width, depth=t.depth, heads=t.heads, kv_heads=t.kv_heads,
+        mlp=t.mlp, head_dim=t.head_dim, norm_eps=m.norm_eps,
+        rope=RopeConfig(theta=m.rope_theta, scaling=m.rope_scaling,
+                        factor=m.rope_factor,
+                        low_freq_factor=m.rope_low_freq_factor,
+                        high_freq_factor=m.rope_high_freq_factor,
+                        original_max_len=m.rope_original_max_len),
+        remat=m.remat, scan=m.scan_layers, embed_axis=embed_axis,
+        attention_impl=None if m.attention_impl == "auto" else m.attention_impl)
+
+  def param_count(self) -> int:
+    hd = self.dim_per_head
+    attn = self.width * hd * (2 * self.heads + 2 * self.kv_heads)
+    return self.depth * (attn + 3 * self.width * self.mlp + 2 * self.width) \
+        + self.width
+
+
+def remat_policy(name: str):
+  cp = jax.checkpoint_policies
+  return {
+      "full": cp.nothing_saveable,
+      "dots": cp.checkpoint_dots,
+      "dots_no_batch": cp.checkpoint_dots_with_no_batch_dims,
+      "save_attn_out": cp.save_only_these_names("attn_out"),
+  }[name]
+
+
+class Block(nnx.Module):
+  def __init__(self, spec: TransformerSpec, prec: Precision, rngs: nnx.Rngs):
+    ax = spec.embed_axis
+    self.attn_norm = RMSNorm(spec.width, ax, prec, spec.norm_eps, rngs)
+    self.attn = Attention(spec.width, spec.heads, spec.kv_heads,
+                          spec.dim_per_head, ax, prec, rngs,
+                          impl=spec.attention_impl)
+    self.mlp_norm = RMSNorm(spec.width, ax, prec, spec.norm_eps, rngs)
+    self.mlp = SwiGLU(spec.width, spec.mlp, ax, prec, rngs)
+
+  def __call__(self, x, positions, mask, inv_freq, cache=None,
+               cache_index=None):
+    h, new_cache = self.attn(self.attn_norm(x), positions, mask, inv_freq,
+                             cache, cache_index)
+    h = checkpoint_name(h, "attn_out")
+    x = x + h
+    x = x + self.mlp(self.mlp_norm(x))
+    x = constrain(x, ("batch", "seq", "act_embed"))
+    return x, new_cache
+
+
+def _prepend_layers_axis(module: nnx.Module) -> None:
+  for _, var in nnx.iter_graph(module):
+    if isinstance(var, nnx.Variable):
+      names = var.get_metadata().get("logical_axes")
+      if names is not None:
+        var.set_metadata("logical_axes", ("layers",) + tuple(names))
+
+
+class Transformer(nnx.Module):
+  """Stacked blocks + final RMSNorm. Input and output are (B, T, width)."""
+
+  def __init__(self, spec: TransformerSpec, prec: Precision, rngs: nnx.Rngs):
+    self.spec = spec
+
+    @nnx.split_rngs(splits=spec.depth)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make(rngs):
+      return Block(spec, prec, rngs)
+
+    self.layers = make(rngs)
+    _prepend_layers_axis(self.layers)
+    self.norm = RMSNorm(spec.width, spec.embed_axis, prec, spec.norm_eps, rngs)
+    self.cache_dtype = prec.dtype
+
+  def init_cache(self, batch: int, length: int, dtype=None):
+    """Zeroed stacked KV cache: ((L,B,S,KH,D), (L,B,S,KH,D))."""
+    s = self.spec
+    shape = (s.depth, batch, length, s.kv_heads, s.dim_per_head)
+    dt = dtype or self.cache_dtype
+    return (jnp.zeros(shape, dt), jnp.zeros(shape, dt))
+
+  def __call__(self, x, positions, mask, cache=None, cache_index=None):
+    spec = self.spec
+    inv_freq = rope_inv_freq(spec.dim_per_head, spec.rope)
+    graphdef, params = nnx.split(self.layers)
+
+    def body(carry, layer):
+      p, c = layer
+      block = nnx.merge(graphdef, p)
+      y, new_c = block(carry, positions, mask, inv_freq, c, cache_index)
+      return y, new_c
+
+    if spec.remat != "none":
+      body = jax.checkpoint(body, policy=remat_policy(spec.remat),
+                            prevent_cse=not spec.scan)
+    x = constrain(x, ("batch", "seq", "act_embed"))
+    x, new_cache = jax.lax.scan(body, x, (params, cache),
+                                unroll=1 if spec.scan else spec.depth)
+    return self.norm(x), new_cache

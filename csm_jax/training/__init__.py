@@ -1,0 +1,1 @@
+"""The one trainer, its state, step, checkpoints, reporting and task contract."""

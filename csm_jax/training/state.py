@@ -1,0 +1,116 @@
+"""The train state pytree, built already sharded, and its shardings.
+
+The state is a plain dict so that Orbax, ``jax.jit`` and tests see the same
+thing: ``step``, ``rng`` (raw key data), ``params`` and ``opt`` per parameter
+group, ``extra`` (non-trainable variables such as EMA codebooks) and
+``skipped`` (updates rejected for non-finite loss or gradients).
+
+It is never materialized on one host: ``jax.eval_shape`` gives its structure,
+the logical axes on each Variable give its shardings, and ``init`` runs under
+``jax.jit(out_shardings=...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from csm_jax.parallel import sharding as shd
+from csm_jax.training.optim import make_optimizer
+from csm_jax.training.task import Task
+
+
+@dataclasses.dataclass
+class StateBuilder:
+  """Everything static about a task's train state."""
+
+  task: Task
+  groups: dict[str, Any]
+  optimizers: dict[str, optax.GradientTransformation]
+  graphdef: Any = None
+  abstract: Any = None
+
+  @classmethod
+  def create(cls, task: Task, config) -> "StateBuilder":
+    groups = task.param_groups()
+    opts = {g: make_optimizer(config.train, task.group_learning_rate_scale(g))
+            for g in groups}
+    return cls(task=task, groups=groups, optimizers=opts)
+
+  def split(self, model: nnx.Module):
+    """graphdef, {group: params}, extra (everything else)."""
+    graphdef, *parts = nnx.split(model, *self.groups.values(), ...)
+    params = dict(zip(self.groups, parts[:-1]))
+    return graphdef, params, parts[-1]
+
+  def merge(self, graphdef, params, extra) -> nnx.Module:
+    return nnx.merge(graphdef, *[params[g] for g in self.groups], extra)
+
+  def init_fn(self, seed: jax.Array) -> dict:
+    key = jax.random.key(seed)
+    model = self.task.build_model(nnx.Rngs(params=jax.random.fold_in(key, 1)))
+    _, params, extra = self.split(model)
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "rng": jax.random.key_data(jax.random.fold_in(key, 2)),
+        "params": params,
+        "opt": {g: self.optimizers[g].init(params[g]) for g in self.groups},
+        "extra": extra,
+        "skipped": jnp.zeros((), jnp.int32),
+    }
+
+  def build_abstract(self):
+    def graph_only():
+      model = self.task.build_model(nnx.Rngs(params=0))
+      return self.split(model)[0]
+    # eval_shape traces the constructor without allocating any weights.
+    self.abstract = jax.eval_shape(self.init_fn, jnp.uint32(0))
+    self.graphdef = jax.eval_shape(graph_only)
+    return self.abstract
+
+  def shardings(self, mesh) -> Any:
+    if self.abstract is None:
+      self.build_abstract()
+    return tree_shardings(self.abstract, mesh)
+
+  def init(self, seed: int, mesh) -> dict:
+    shardings = self.shardings(mesh)
+    with shd.activation_sharding(mesh):
+      return jax.jit(self.init_fn, out_shardings=shardings)(jnp.uint32(seed))
+
+
+def tree_shardings(tree, mesh) -> Any:
+  """Variables by their logical axes; any other array replicated."""
+  def one(path, x):
+    if isinstance(x, nnx.Variable):
+      value = x.get_value()
+      names = x.get_metadata().get("logical_axes") or (None,) * value.ndim
+      if len(names) != value.ndim:
+        raise ValueError(f"{jax.tree_util.keystr(path)}: shape {value.shape} "
+                         f"vs logical axes {names}")
+      spec = shd.logical_to_spec(names, value.shape, mesh)
+      return x.replace(NamedSharding(mesh, spec))
+    return NamedSharding(mesh, P())
+  return jax.tree_util.tree_map_with_path(
+      one, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def abstract_with_shardings(abstract, shardings):
+  """ShapeDtypeStructs carrying shardings (for AOT lowering and restore)."""
+  return jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      abstract, shardings)
+
+
+def param_count(abstract) -> dict[str, int]:
+  return {g: sum(x.size for x in jax.tree.leaves(p))
+          for g, p in abstract["params"].items()}
+
+
+StepFn = Callable[[dict, dict], tuple[dict, dict]]

@@ -1,0 +1,205 @@
+"""The one trainer: ``train_and_evaluate(config, workdir)`` for every task.
+
+Sections: validate the config against the devices; build the task and the
+mesh; create the state already sharded; compile the step ahead of time and
+log its memory; restore the latest checkpoint (or refuse an incompatible
+workdir); loop with logging, evaluation, checkpointing and a clean save on
+SIGTERM; return the last metrics.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from csm_jax.config import schema
+from csm_jax.parallel import sharding as shd
+from csm_jax.parallel.mesh import make_mesh
+from csm_jax.training import checkpoint as ckpt
+from csm_jax.training.reporting import MetricsReporter, peak_flops_per_device
+from csm_jax.training.state import (StateBuilder, abstract_with_shardings,
+                                    param_count)
+from csm_jax.training.step import make_eval_step, make_train_step
+from csm_jax.training.task import Task, validate_batch
+from csm_jax.training.tasks import make_task
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so it can save and exit."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+
+  def __enter__(self):
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. inside a notebook worker)
+      self._old = None
+    return self
+
+  def _handle(self, *_):
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def _batch_shardings(task: Task, mesh):
+  spec = task.batch_spec()
+  return {k: jax.sharding.NamedSharding(
+      mesh, shd.logical_to_spec(fs.axes, None, mesh)) for k, fs in spec.items()}
+
+
+def _abstract_batch(task: Task, batch_size: int, shardings):
+  return {k: jax.ShapeDtypeStruct((batch_size, *fs.shape), fs.dtype,
+                                  sharding=shardings[k])
+          for k, fs in task.batch_spec().items()}
+
+
+def _memory_report(compiled) -> dict[str, float]:
+  try:
+    mem = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  if mem is None:
+    return {}
+  keys = ("argument_size_in_bytes", "output_size_in_bytes",
+          "temp_size_in_bytes", "generated_code_size_in_bytes")
+  return {k: float(getattr(mem, k, 0)) for k in keys}
+
+
+class Trainer:
+  """Holds the compiled step and the state; ``run()`` is the loop."""
+
+  def __init__(self, config, workdir: str, task: Task | None = None,
+               devices=None):
+    n_dev = len(devices) if devices is not None else jax.device_count()
+    schema.validate(config, n_devices=n_dev, n_processes=jax.process_count())
+    self.config, self.workdir = config, workdir
+    self.task = task or make_task(config)
+    self.mesh = make_mesh(config, devices)
+    self.builder = StateBuilder.create(self.task, config)
+    abstract = self.builder.build_abstract()
+    self.state_shardings = self.builder.shardings(self.mesh)
+    self.abstract_state = abstract_with_shardings(abstract,
+                                                  self.state_shardings)
+    self.params = param_count(abstract)
+    self.batch_size = config.data.batch_size
+    self.local_batch = self.batch_size // jax.process_count()
+    self.batch_shardings = _batch_shardings(self.task, self.mesh)
+    self.reporter = None
+
+  # -- compile ---------------------------------------------------------------
+  def compile(self):
+    """Lowers and compiles train/eval steps for the exact shapes and layout."""
+    abstract_batch = _abstract_batch(self.task, self.batch_size,
+                                     self.batch_shardings)
+    train_step = make_train_step(self.builder, self.config)
+    eval_step = make_eval_step(self.builder)
+    t0 = time.perf_counter()
+    with shd.activation_sharding(self.mesh):
+      self.train_step = jax.jit(
+          train_step, in_shardings=(self.state_shardings, self.batch_shardings),
+          out_shardings=(self.state_shardings, None),
+          donate_argnums=(0,)).lower(self.abstract_state,
+                                     abstract_batch).compile()
+      self.eval_step = jax.jit(
+          eval_step, in_shardings=(self.state_shardings,
+                                   self.batch_shardings)).lower(
+                                       self.abstract_state,
+                                       abstract_batch).compile()
+    self.memory = _memory_report(self.train_step)
+    logging.info("compiled train step in %.1fs; memory per device: %s",
+                 time.perf_counter() - t0,
+                 {k: f"{v / 2**20:.1f} MiB" for k, v in self.memory.items()})
+
+  # -- data ------------------------------------------------------------------
+  def _put(self, batch) -> dict[str, jax.Array]:
+    validate_batch(batch, self.task.batch_spec(), self.local_batch)
+    return shd.host_to_global(batch, self.batch_shardings)
+
+  def evaluate(self, state) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    n = 0
+    for batch in self.task.eval_dataset(self.local_batch):
+      if n >= self.config.train.eval_steps:
+        break
+      m = jax.device_get(self.eval_step(state, self._put(batch)))
+      for k, v in m.items():
+        totals[k] = totals.get(k, 0.0) + float(np.asarray(v))
+      n += 1
+    return {k: v / max(n, 1) for k, v in totals.items()}
+
+  # -- loop --------------------------------------------------------------------
+  def run(self) -> dict[str, Any]:
+    c, t = self.config, self.config.train
+    ckpt.check_workdir_config(self.workdir, schema.structural_fields(c))
+    self.task.prepare(self.workdir)
+    manager = ckpt.make_manager(self.workdir, t.keep_checkpoints,
+                                t.async_checkpoint)
+    iterator = iter(self.task.train_dataset(self.local_batch,
+                                            c.data.seed + 7919 * t.seed))
+    latest = manager.latest_step()
+    if latest is not None:
+      state = ckpt.restore(manager, latest, self.abstract_state, iterator)
+      logging.info("resuming from step %d", latest)
+    else:
+      state = self.builder.init(t.seed, self.mesh)
+    self.compile()
+    step = int(jax.device_get(state["step"]))
+    self.reporter = MetricsReporter(self.workdir, t.steps)
+    flops = self.task.flops_per_batch(self.batch_size)
+    peak, peak_src = peak_flops_per_device()
+    items = self.task.items_per_batch(self.batch_size)
+    logging.info("params %s; %.3g FLOPs/step; peak %.3g FLOP/s/device (%s)",
+                 self.params, flops, peak, peak_src)
+    last: dict[str, Any] = {}
+    t_last, s_last = time.perf_counter(), step
+    with _Preemption() as preempt:
+      while step < t.steps:
+        batch = self._put(next(iterator))
+        state, metrics = self.train_step(state, batch)
+        step += 1
+        if step % t.log_every == 0 or step == t.steps:
+          metrics = jax.device_get(metrics)
+          now = time.perf_counter()
+          rate = (step - s_last) / max(now - t_last, 1e-9)
+          t_last, s_last = now, step
+          perf = {"perf/steps_per_s": rate,
+                  f"perf/{items[0]}_per_s": rate * items[1]}
+          if flops:
+            perf["perf/flops_per_s"] = rate * flops
+            perf["perf/mfu"] = rate * flops / (peak * jax.device_count())
+          last = {**metrics, **perf}
+          self.reporter.scalars(step, last)
+          self.reporter.progress(step, last, rate, items)
+        if step % t.eval_every == 0 or step == t.steps:
+          ev = self.evaluate(state)
+          self.reporter.scalars(step, ev, prefix="eval/")
+          last.update({f"eval/{k}": v for k, v in ev.items()})
+          self.task.on_eval(self.builder.merge(
+              self.builder.graphdef, state["params"], state["extra"]),
+                            step, self.reporter, self.workdir)
+        if step % t.ckpt_every == 0 or step == t.steps or preempt.requested:
+          ckpt.save(manager, step, state, iterator, force=True)
+        if preempt.requested:
+          logging.warning("SIGTERM: saved step %d, exiting", step)
+          break
+    manager.wait_until_finished()
+    manager.close()
+    self.reporter.close()
+    self.state = state
+    return {k: (float(np.asarray(v)) if np.ndim(v) == 0 else v)
+            for k, v in last.items()} | {"step": step}
+
+
+def train_and_evaluate(config, workdir: str, task: Task | None = None):
+  """Trains ``config`` in ``workdir`` (resuming if it holds a run)."""
+  return Trainer(config, workdir, task).run()

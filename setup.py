@@ -1,0 +1,30 @@
+"""Installs csm_jax with the pinned requirements; extras: test, tpu, eval."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _requirements():
+  with open(os.path.join(HERE, "requirements.txt")) as f:
+    return [l.strip() for l in f if l.strip() and not l.startswith("#")]
+
+
+setup(
+    name="csm_jax",
+    version="0.1.0",
+    description="JAX/Flax NNX replication of Sesame's Conversational Speech "
+                "Model: RVQ codec, backbone + depth decoder, one trainer.",
+    packages=find_packages(include=["csm_jax", "csm_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=_requirements(),
+    extras_require={
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "chex==0.1.92"],
+        # libtpu, for ahead-of-time compilation for TPU topologies on a CPU
+        # host; never needed to train on CPU or GPU.
+        "tpu": ["jax[tpu]==0.10.2"],
+        "eval": ["pesq", "pystoi"],
+    },
+)

@@ -1,0 +1,109 @@
+"""The asymmetric attention mask against a brute-force loop, and GQA numerics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from csm_jax.model.attention import layout_mask, row_windows
+
+
+def _random_layout(rng, t, n_cb):
+  """Packed rows: segments of text rows and audio frames, then padding."""
+  mask = np.zeros((t, n_cb + 1), bool)
+  seg = np.zeros(t, np.int32)
+  row, s = 0, 0
+  end = t - rng.integers(0, 5)
+  while row < end:
+    s += 1
+    for _ in range(rng.integers(1, 4)):
+      for kind in ("text", "audio"):
+        k = int(rng.integers(1, 6))
+        k = min(k, end - row)
+        if k <= 0:
+          break
+        if kind == "text":
+          mask[row:row + k, -1] = True
+        else:
+          mask[row:row + k, :-1] = True
+        seg[row:row + k] = s
+        row += k
+  return mask, seg
+
+
+def _brute(mask, seg, text_w, audio_w, n_prefix=0):
+  t = len(seg)
+  total = n_prefix + t
+  out = np.zeros((total, total), bool)
+  for qi in range(total):
+    for ki in range(total):
+      q, k = qi - n_prefix, ki - n_prefix
+      if k < 0:  # prefix key: visible to all real queries, causal among prefix
+        if q < 0:
+          out[qi, ki] = k <= q
+        else:
+          out[qi, ki] = seg[q] > 0
+        continue
+      if q < 0:
+        continue
+      if seg[q] == 0 or seg[q] != seg[k] or k > q:
+        continue
+      is_text = mask[q, -1] and not mask[q, :-1].any()
+      window = text_w if is_text else audio_w
+      out[qi, ki] = q - k < window
+  return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layout_mask_matches_brute_force(seed):
+  rng = np.random.default_rng(seed)
+  t, n_cb, text_w, audio_w = 40, 3, 3, 9
+  masks, segs = zip(*[_random_layout(rng, t, n_cb) for _ in range(2)])
+  masks, segs = np.stack(masks), np.stack(segs)
+  windows = row_windows(jnp.asarray(masks), text_w, audio_w)
+  idx = jnp.broadcast_to(jnp.arange(t), (2, t))
+  got = np.asarray(layout_mask(idx, jnp.asarray(segs), windows, idx,
+                               jnp.asarray(segs)))
+  for b in range(2):
+    np.testing.assert_array_equal(got[b, 0],
+                                  _brute(masks[b], segs[b], text_w, audio_w))
+
+
+def test_layout_mask_with_prefix_matches_brute_force():
+  rng = np.random.default_rng(7)
+  t, p = 24, 3
+  mask, seg = _random_layout(rng, t, 2)
+  windows = row_windows(jnp.asarray(mask[None]), 2, 6)
+  idx = jnp.concatenate([jnp.arange(-p, 0), jnp.arange(t)])[None]
+  segs = jnp.concatenate([jnp.full((p,), -1), jnp.asarray(seg)])[None]
+  wins = jnp.concatenate([jnp.full((1, p), 6), windows], axis=1)
+  got = np.asarray(layout_mask(idx, segs, wins, idx, segs))[0, 0]
+  np.testing.assert_array_equal(got, _brute(mask, seg, 2, 6, n_prefix=p))
+
+
+def test_text_rows_see_less_than_audio_rows():
+  mask = np.zeros((1, 12, 3), bool)
+  mask[0, :6, -1] = True   # six text rows
+  mask[0, 6:, :-1] = True  # six audio frames
+  seg = jnp.ones((1, 12), jnp.int32)
+  idx = jnp.arange(12)[None]
+  m = np.asarray(layout_mask(idx, seg, row_windows(jnp.asarray(mask), 2, 100),
+                             idx, seg))[0, 0]
+  assert m[5].sum() == 2      # text row: itself and one before
+  assert m[11].sum() == 12    # audio row: everything before it
+
+
+def test_grouped_query_attention_matches_reference():
+  rng = np.random.default_rng(0)
+  b, t, n, k, h = 2, 7, 4, 2, 8
+  q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+  kk = jnp.asarray(rng.normal(size=(b, t, k, h)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=(b, t, k, h)), jnp.float32)
+  mask = jnp.tril(jnp.ones((t, t), bool))[None, None]
+  got = jax.nn.dot_product_attention(q, kk, v, mask=mask, implementation="xla")
+  rep = n // k
+  kr, vr = jnp.repeat(kk, rep, axis=2), jnp.repeat(v, rep, axis=2)
+  s = jnp.einsum("btnh,bsnh->bnts", q, kr) / np.sqrt(h)
+  s = jnp.where(mask, s, -1e30)
+  want = jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, -1), vr)
+  np.testing.assert_allclose(got, want, atol=1e-5)

@@ -1,0 +1,127 @@
+"""The trainer: learning, checkpoints, resume, non-finite skip, bad input."""
+
+import os
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from csm_jax.model.task import CSMTask
+from csm_jax.training.checkpoint import CheckpointError, WorkdirError
+from csm_jax.training.task import BatchError
+from csm_jax.training.trainer import Trainer, train_and_evaluate
+from tests.foundation.tiny import read_losses, tiny_config
+
+
+_losses = read_losses
+
+
+def test_trains_logs_checkpoints_and_resumes(tmp_path):
+  c = tiny_config(train__steps=30, train__ckpt_every=10, train__eval_every=30)
+  wd = str(tmp_path / "run")
+  out = train_and_evaluate(c, wd)
+  losses = _losses(wd)
+  assert out["step"] == 30 and len(losses) == 30
+  assert np.mean([losses[s] for s in range(26, 31)]) < \
+      np.mean([losses[s] for s in range(1, 6)]) - 0.5
+  assert "eval/loss" in out
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints")))[-1] == "30"
+  assert any(f.startswith("events") for f in os.listdir(os.path.join(wd, "tb")))
+  c.train.steps = 33
+  out2 = train_and_evaluate(c, wd)
+  assert out2["step"] == 33
+  assert set(_losses(wd)) == set(range(1, 34))
+
+
+def test_nonfinite_update_is_skipped_and_counted(tmp_path):
+  class PoisonedTask(CSMTask):
+    """Returns a NaN loss at step 1 only."""
+
+    def loss_fn(self, model, batch, rng, step):
+      losses, m = super().loss_fn(model, batch, rng, step)
+      bad = jnp.where(step == 1, jnp.nan, 1.0)
+      return {"model": losses["model"] * bad}, m
+
+  c = tiny_config(train__steps=3)
+  tr = Trainer(c, str(tmp_path), PoisonedTask(c))
+  tr.compile()
+  state = tr.builder.init(0, tr.mesh)
+  it = iter(tr.task.train_dataset(4, 0))
+  snap = lambda s: jax.tree.map(np.asarray, jax.device_get(s))
+  state, m0 = tr.train_step(state, tr._put(next(it)))
+  before = snap(state)
+  state, m1 = tr.train_step(state, tr._put(next(it)))
+  after = snap(state)
+  assert int(m1["nonfinite/this_step"]) == 1
+  assert int(after["skipped"]) == 1 and int(after["step"]) == 2
+  jax.tree.map(np.testing.assert_array_equal, before["params"], after["params"])
+  jax.tree.map(np.testing.assert_array_equal, before["opt"], after["opt"])
+  state, m2 = tr.train_step(state, tr._put(next(it)))
+  assert int(m2["nonfinite/this_step"]) == 0
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                         after["params"], snap(state)["params"])
+  assert any(jax.tree.leaves(changed))
+
+
+def test_gradient_accumulation_matches_full_batch(tmp_path):
+  def first_step(accum):
+    c = tiny_config(train__accum_steps=accum, model__decoder_frame_fraction=1.0)
+    tr = Trainer(c, str(tmp_path / f"a{accum}"))
+    tr.compile()
+    state = tr.builder.init(0, tr.mesh)
+    batch = tr._put(next(iter(tr.task.train_dataset(4, 0))))
+    state, m = tr.train_step(state, batch)
+    return jax.device_get(state["params"]), m
+  p1, _ = first_step(1)
+  p2, _ = first_step(2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6),
+               p1, p2)
+
+
+def test_out_of_range_ids_fail_on_the_host(tmp_path):
+  c = tiny_config()
+  tr = Trainer(c, str(tmp_path))
+  batch = next(iter(tr.task.train_dataset(4, 0)))
+  batch["audio_tokens"][0, 0, 0] = c.model.audio_vocab
+  with pytest.raises(BatchError, match="audio_tokens.*vocabulary"):
+    tr._put(batch)
+  batch = next(iter(tr.task.train_dataset(4, 0)))
+  batch["text_tokens"] = batch["text_tokens"][:, :-1]
+  with pytest.raises(BatchError, match="text_tokens.*shape"):
+    tr._put(batch)
+
+
+def test_workdir_of_another_config_is_refused(tmp_path):
+  wd = str(tmp_path)
+  train_and_evaluate(tiny_config(train__steps=2, train__ckpt_every=2), wd)
+  other = tiny_config(train__steps=4)
+  other.model.backbone.mlp = 96
+  with pytest.raises(WorkdirError, match="model.backbone.mlp"):
+    train_and_evaluate(other, wd)
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+  wd = str(tmp_path)
+  train_and_evaluate(tiny_config(train__steps=2, train__ckpt_every=2), wd)
+  state_dir = os.path.join(wd, "checkpoints", "2", "state")
+  for root, _, files in os.walk(state_dir):
+    for f in files:
+      with open(os.path.join(root, f), "wb") as fh:
+        fh.write(b"garbage")
+  with pytest.raises(CheckpointError, match=r"checkpoints/2"):
+    train_and_evaluate(tiny_config(train__steps=4), wd)
+
+
+def test_data_iterator_resumes_at_the_next_batch():
+  c = tiny_config()
+  task = CSMTask(c)
+  it = iter(task.train_dataset(4, 3))
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  want = next(it)
+  it2 = iter(task.train_dataset(4, 3))
+  it2.set_state(state)
+  got = next(it2)
+  for k in want:
+    np.testing.assert_array_equal(want[k], got[k])
