@@ -3,6 +3,8 @@
 Subcommands:
   train   training throughput: frames/s, achieved FLOP/s, ratio to this
           machine's matmul peak measured in the same run.
+  generate  ms per frame, real-time factor, first-chunk latency and the
+          ratio to the memory-bandwidth floor (random weights).
   codec   codec encode/decode real-time factors (see csm_jax.bench.codec_bench).
 """
 
@@ -17,9 +19,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file to benchmark, e.g. configs/debug.py.",
     lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
+_FRAMES = flags.DEFINE_integer("frames", 16, "generate: timed frames.")
+_FRAMES_PER_CALL = flags.DEFINE_integer(
+    "frames_per_call", 1, "generate: frames decoded per compiled call.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
 
-_COMMANDS = ("train", "codec")
+_COMMANDS = ("train", "generate", "codec")
 
 
 def main(argv):
@@ -33,6 +38,10 @@ def main(argv):
   if argv[1] == "train":
     from csm_jax.bench.train_bench import bench_train
     result = bench_train(_CONFIG.value, steps=_STEPS.value)
+  elif argv[1] == "generate":
+    from csm_jax.bench.generate_bench import bench_generate
+    result = bench_generate(_CONFIG.value, frames=_FRAMES.value,
+                            frames_per_call=_FRAMES_PER_CALL.value)
   else:
     from csm_jax.bench.codec_bench import bench_codec
     result = bench_codec(_CONFIG.value)

@@ -1,0 +1,1 @@
+"""Generation: KV-cached decoding, sampling, streaming and the generate CLI."""

@@ -1,0 +1,139 @@
+"""KV-cached CSM decoding: prefill, one backbone row, one whole frame.
+
+Everything here is a pure function of ``(model, state, ...)`` meant to be
+called inside ``jax.jit`` after ``nnx.merge``. The generation state is a dict
+pytree with static shapes:
+
+  k, v     backbone KV cache (layers, B, S, kv_heads, head_dim)
+  seg      (B, S) segment id of each cache slot (0 = empty / padding)
+  length   () next cache slot (shared by the batch: prompts are left-padded)
+  pos      (B,) next RoPE position of each example
+  h        (B, W) backbone output of the last row, which predicts the next frame
+
+A frame is: sample codebook 0 from ``codebook0_head(h)``, then the depth
+decoder's N-1 steps (its cache is rebuilt each frame, as in CSM), all inside
+one ``lax.fori_loop``; then one backbone row with the new frame.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from csm_jax.inference.sampling import sample
+from csm_jax.model.attention import layout_mask, row_windows
+
+
+def init_state(model, batch: int, max_len: int, dtype=None) -> dict:
+  k, v = model.backbone.init_cache(batch, max_len, dtype)
+  width = model.backbone.spec.width
+  return {"k": k, "v": v, "seg": jnp.zeros((batch, max_len), jnp.int32),
+          "length": jnp.zeros((), jnp.int32),
+          "pos": jnp.zeros((batch,), jnp.int32),
+          "h": jnp.zeros((batch, width), model.dtype)}
+
+
+def append_rows(model, state: dict, audio_tokens, text_tokens, mask,
+                positions, segment_ids) -> dict:
+  """Runs rows (B, T, ...) through the backbone, writing slots [length, +T).
+
+  Prefill (T = prompt length) and single-row steps (T = 1) share this code.
+  The caller keeps ``length + T <= S``.
+  """
+  b, t = segment_ids.shape
+  s = state["seg"].shape[1]
+  x = model.embed_frames(audio_tokens, text_tokens, mask)
+  windows = row_windows(mask, model.text_window, model.audio_window)
+  start = state["length"]
+  seg_cache = jax.lax.dynamic_update_slice_in_dim(state["seg"], segment_ids,
+                                                  start, axis=1)
+  q_index = start + jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+  k_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+  attn_mask = layout_mask(q_index, segment_ids, windows, k_index, seg_cache)
+  h, (k, v) = model.backbone(x, positions, attn_mask,
+                             cache=(state["k"], state["v"]), cache_index=start)
+  return {"k": k, "v": v, "seg": seg_cache, "length": start + t,
+          "pos": positions[:, -1] + 1, "h": h[:, -1]}
+
+
+def frame_row(codes: jax.Array):
+  """An audio-only row (B, 1, ...) for the frame ``codes`` (B, N)."""
+  b, n = codes.shape
+  mask = jnp.concatenate([jnp.ones((b, 1, n), bool),
+                          jnp.zeros((b, 1, 1), bool)], axis=-1)
+  return codes[:, None, :], jnp.zeros((b, 1), jnp.int32), mask
+
+
+def append_frame(model, state: dict, codes: jax.Array) -> dict:
+  audio, text, mask = frame_row(codes)
+  b = codes.shape[0]
+  return append_rows(model, state, audio, text, mask, state["pos"][:, None],
+                     jnp.ones((b, 1), jnp.int32))
+
+
+def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
+                 top_k: int = 0, top_p: float = 1.0, n_levels: int | None = None,
+                 return_logits: bool = False):
+  """Samples one frame's codes (B, N) from the backbone state ``h`` (B, W).
+
+  ``temperature`` has one value per codebook (N,). With ``n_levels`` < N only
+  the first n_levels codebooks are sampled (the rest stay 0): the adaptive
+  quality mode that trades fidelity for latency.
+  """
+  n = model.n_codebooks
+  levels = n if n_levels is None else n_levels
+  b = h.shape[0]
+  keys = jax.random.split(key, n)
+  logits0 = model.codebook0_head(h)
+  c0 = sample(logits0, keys[0], temperature[0], top_k, top_p)
+  codes = jnp.zeros((b, n), jnp.int32).at[:, 0].set(c0)
+  all_logits = jnp.zeros((b, n, logits0.shape[-1]), jnp.float32)
+  all_logits = all_logits.at[:, 0].set(logits0.astype(jnp.float32))
+  if levels <= 1:
+    return (codes, all_logits) if return_logits else codes
+
+  dec = model.decoder
+  cache = dec.init_cache(b, n)
+  k_index = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, n))
+
+  def run(x, i, cache):
+    pos = jnp.full((b, 1), i, jnp.int32)
+    mask = (k_index <= i)[:, None, None, :]
+    out, cache = dec(model.projection(x), pos, mask, cache=cache,
+                     cache_index=i)
+    return out[:, 0], cache
+
+  _, cache = run(h[:, None, :].astype(model.dtype), 0, cache)
+  heads = model.audio_head[...]
+
+  def body(i, carry):
+    codes, cache, all_logits = carry
+    prev = jax.lax.dynamic_index_in_dim(codes, i - 1, axis=1, keepdims=False)
+    emb = model.audio_embed(prev + (i - 1) * model.audio_vocab)
+    out, cache = run(emb[:, None, :], i, cache)
+    w = jax.lax.dynamic_index_in_dim(heads, i - 1, axis=0, keepdims=False)
+    logits = jnp.dot(out, w.astype(out.dtype)).astype(jnp.float32)
+    key_i = jax.lax.dynamic_index_in_dim(keys, i, axis=0, keepdims=False)
+    t_i = jax.lax.dynamic_index_in_dim(temperature, i, axis=0, keepdims=False)
+    c = sample(logits, key_i, t_i, top_k, top_p)
+    codes = jax.lax.dynamic_update_index_in_dim(codes, c, i, axis=1)
+    all_logits = jax.lax.dynamic_update_index_in_dim(all_logits, logits, i,
+                                                     axis=1)
+    return codes, cache, all_logits
+
+  codes, _, all_logits = jax.lax.fori_loop(1, levels, body,
+                                           (codes, cache, all_logits))
+  return (codes, all_logits) if return_logits else codes
+
+
+def generate_frames(model, state: dict, key: jax.Array, n_frames: int,
+                    temperature: jax.Array, top_k: int = 0, top_p: float = 1.0,
+                    n_levels: int | None = None):
+  """``n_frames`` frames in one compiled loop: returns (codes (F,B,N), state)."""
+  def step(state, k):
+    codes = decode_frame(model, state["h"], k, temperature, top_k, top_p,
+                         n_levels)
+    return append_frame(model, state, codes), codes
+
+  state, codes = jax.lax.scan(step, state, jax.random.split(key, n_frames))
+  return codes, state
