@@ -16,8 +16,8 @@ SIZES: dict[str, dict] = {
         backbone=(256, 4, 4, 2, 768),
         decoder=(128, 2, 4, 2, 384),
         text_vocab=1024, n_codebooks=8, codebook_size=256,
-        seq_len=256, batch_size=8, default_mesh=(1, 1, 1),
-        topology=None),
+        seq_len=256, batch_size=8, default_mesh=(-1, 1, 1),
+        topology="v5e:2x2"),
     "350M": dict(
         backbone=(1024, 16, 16, 8, 4096),
         decoder=(768, 4, 12, 4, 3072),

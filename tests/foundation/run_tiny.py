@@ -9,6 +9,7 @@ import sys
 
 import jax
 
+from csm_jax.parallel.mesh import initialize_distributed
 from csm_jax.training.trainer import Trainer, train_and_evaluate
 from tests.foundation.tiny import tiny_config
 
@@ -29,7 +30,23 @@ def _compare_devices(workdir, steps):
   print("RESULT " + json.dumps(out))
 
 
+def _multiprocess(workdir, steps):
+  """One of N processes (JAX_* env vars); data axis spans all processes."""
+  initialize_distributed()
+  c = tiny_config(train__steps=steps, train__ckpt_every=2,
+                  train__eval_every=1000)
+  c.mesh.data = -1
+  out = train_and_evaluate(c, workdir)
+  print("RESULT " + json.dumps({"process": jax.process_index(),
+                                "processes": jax.process_count(),
+                                "devices": jax.device_count(),
+                                "loss": out["loss"], "step": out["step"]}))
+
+
 def main():
+  if sys.argv[1] == "--multiprocess":
+    _multiprocess(sys.argv[2], int(sys.argv[3]))
+    return
   if sys.argv[1] == "--compare-devices":
     _compare_devices(sys.argv[2], int(sys.argv[3]))
     return
