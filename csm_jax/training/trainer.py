@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from csm_jax.config import schema
+from csm_jax.inference.export import save_run_config
 from csm_jax.parallel import sharding as shd
 from csm_jax.parallel.mesh import make_mesh
 from csm_jax.training import checkpoint as ckpt
@@ -141,6 +142,7 @@ class Trainer:
   def run(self) -> dict[str, Any]:
     c, t = self.config, self.config.train
     ckpt.check_workdir_config(self.workdir, schema.structural_fields(c))
+    save_run_config(self.workdir, c)
     self.task.prepare(self.workdir)
     manager = ckpt.make_manager(self.workdir, t.keep_checkpoints,
                                 t.async_checkpoint)
