@@ -41,10 +41,16 @@ def main(argv):
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")
-  from csm_jax.parallel.plan import check_fits, format_plan, make_plan
+  from csm_jax.parallel.plan import (PlanDoesNotFit, check_fits, format_plan,
+                                     make_plan)
   from csm_jax.training.reporting import quiet_library_logs
   quiet_library_logs()
-  report = make_plan(config, name)
+  try:
+    report = make_plan(config, name)
+  except PlanDoesNotFit as e:
+    print("DOES NOT FIT")
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
   print(format_plan(report))
   if _JSON.value:
     with open(_JSON.value, "w") as f:

@@ -57,7 +57,18 @@ def make_plan(config, topology: str) -> dict:
   topo = topo_lib.resolve(topology)
   trainer = Trainer(config, workdir="", devices=list(topo.devices))
   t0 = time.perf_counter()
-  trainer.compile()
+  try:
+    trainer.compile()
+  except Exception as e:  # pylint: disable=broad-except
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    # The TPU compiler refuses programs that cannot fit; that is a verdict.
+    raise PlanDoesNotFit(
+        f"{config.size} on {topo.name} (mesh "
+        f"{dict(mesh_axis_sizes(trainer.mesh))}) does not fit: "
+        f"{str(e).splitlines()[0][:300]}. Raise mesh.fsdp, use "
+        "model.remat=full, lower data.batch_size or add train.accum_steps") \
+        from None
   compile_s = time.perf_counter() - t0
   mesh = trainer.mesh
   abstract = trainer.builder.abstract
