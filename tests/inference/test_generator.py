@@ -1,0 +1,70 @@
+"""Generator: context trimming, end-of-speech, silence guard, batching."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from csm_jax.data.frames import ContextTrimmed
+from csm_jax.inference.generator import ContextTurn, Generator, Sampling
+from csm_jax.model.csm import CSM
+from tests.foundation.tiny import tiny_config
+
+
+class CharTokenizer:
+  """Byte-level ids for tests (the real tokenizer is sentencepiece)."""
+
+  def encode_turn(self, speaker, text):
+    return [4 + speaker] + [16 + (ord(ch) % 64) for ch in text]
+
+
+def _generator(codec=None, zero_heads=False):
+  c = tiny_config()
+  model = CSM(c.model, nnx.Rngs(params=0))
+  if zero_heads:
+    model.codebook0_head.kernel[...] = jnp.zeros_like(model.codebook0_head.kernel[...])
+    model.audio_head[...] = jnp.zeros_like(model.audio_head[...])
+  graphdef, params = nnx.split(model)
+  return Generator(c, graphdef, params, CharTokenizer(), codec), c
+
+
+def _codes(c, frames):
+  return np.random.default_rng(0).integers(1, c.model.codebook_size,
+                                           (frames, c.model.n_codebooks))
+
+
+def test_generates_frames_within_bounds_and_is_seeded():
+  gen, c = _generator()
+  s = Sampling(max_seconds=0.08 * 6, frames_per_call=2, top_k=5, seed=1)
+  a = gen.generate("hello there", 1, [ContextTurn(0, "hi", codes=_codes(c, 4))], s)
+  b = gen.generate("hello there", 1, [ContextTurn(0, "hi", codes=_codes(c, 4))], s)
+  assert 0 < len(a["codes"]) <= 6
+  assert a["codes"].max() < c.model.audio_vocab
+  np.testing.assert_array_equal(a["codes"], b["codes"])
+
+
+def test_end_of_speech_frame_stops_generation():
+  gen, _ = _generator(zero_heads=True)
+  # Zero heads + greedy: every code is 0, i.e. the end-of-speech frame.
+  out = gen.generate("bye", 0, [], Sampling(temperature=0.0, max_seconds=2.0))
+  assert len(out["codes"]) == 0
+
+
+def test_over_long_context_is_trimmed_with_a_warning():
+  gen, c = _generator()
+  context = [ContextTurn(i % 2, "word " * 5, codes=_codes(c, 30))
+             for i in range(6)]
+  with pytest.warns(ContextTrimmed):
+    out = gen.generate("reply", 0, context, Sampling(max_seconds=0.16))
+  assert len(out["codes"]) <= 2
+
+
+def test_batch_of_prompts_runs_together():
+  gen, c = _generator()
+  reqs = [("short", 0, []), ("a longer prompt here", 1,
+                             [ContextTurn(0, "x", codes=_codes(c, 3))])]
+  outs = list(gen.stream_batch(reqs, Sampling(max_seconds=0.24,
+                                              frames_per_call=3)))
+  assert len(outs) == 1 and all(o is not None for o in outs[0])
+  assert all(o.codes.shape[1] == c.model.n_codebooks for o in outs[0])
