@@ -1,0 +1,140 @@
+"""CSM training examples from a turn dataset and a codec: context + target turn.
+
+Every turn's audio is tokenized once by the codec and cached beside the
+dataset (``<dataset dir>/codes/<codec fingerprint>/<split>.npz``), so only a
+new codec triggers retokenizing. An example is a target turn with up to
+``context_turns`` previous turns of its conversation, laid out as CSM does
+(speaker-tagged text rows, then audio frames, per turn), with the oldest
+context dropped to fit; examples are packed greedily into ``seq_len`` rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from csm_jax.data.frames import Turn, conversation_rows, pack
+
+
+class TokenCache:
+  """Per-record codec codes of one split, stored as one npz."""
+
+  def __init__(self, codes: list[np.ndarray]):
+    self.codes = codes
+
+  @staticmethod
+  def path(dataset_dir: str, fingerprint: str, split: str) -> str:
+    return os.path.join(dataset_dir, "codes", fingerprint, f"{split}.npz")
+
+  @classmethod
+  def load_or_build(cls, source, encode: Callable[[np.ndarray], np.ndarray],
+                    path: str, sample_rate: int) -> "TokenCache":
+    if os.path.exists(path):
+      with np.load(path) as z:
+        flat, offsets = z["codes"], z["offsets"]
+      return cls([flat[offsets[i]:offsets[i + 1]]
+                  for i in range(len(offsets) - 1)])
+    codes = []
+    for i in tqdm(range(len(source)), desc=f"tokenizing {os.path.basename(path)}",
+                  unit="turn"):
+      ex = source[i]
+      rate = int(ex.get("sample_rate", sample_rate))
+      if rate != sample_rate:
+        raise ValueError(f"record {i} is at {rate} Hz but the codec expects "
+                         f"{sample_rate} Hz; rebuild the dataset at that rate")
+      audio = np.asarray(ex["audio"])
+      if audio.dtype == np.int16:
+        audio = audio.astype(np.float32) / 32768.0
+      codes.append(np.asarray(encode(audio), np.int16))
+    offsets = np.cumsum([0] + [len(c) for c in codes])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, codes=np.concatenate(codes), offsets=offsets)
+    os.replace(tmp, path)  # never leave a half-written cache behind
+    return cls(codes)
+
+
+def fingerprint(files: Sequence[str]) -> str:
+  """A short hash of a codec export's files (its identity for the cache)."""
+  h = hashlib.sha256()
+  for f in sorted(files):
+    h.update(os.path.basename(f).encode())
+    with open(f, "rb") as fh:
+      h.update(fh.read())
+  return h.hexdigest()[:16]
+
+
+class DialogueExamples:
+  """Random-access source of packed CSM rows (a grain MapDataset source)."""
+
+  def __init__(self, records: Sequence[dict], codes: TokenCache,
+               positions: dict[str, list[int]], encode_turn, n_codebooks: int,
+               seq_len: int, context_turns: int = 5, loss_on: str = "target",
+               seed: int = 0):
+    if loss_on not in ("target", "all_audio"):
+      raise ValueError(f"loss_on must be 'target' or 'all_audio', got {loss_on!r}")
+    self.records, self.codes = records, codes
+    self.encode_turn = encode_turn
+    self.n, self.seq_len = n_codebooks, seq_len
+    self.context_turns, self.loss_on = context_turns, loss_on
+    # (record position, its conversation's positions up to it) per target.
+    self.targets = []
+    for conv in sorted(positions):
+      pos = positions[conv]
+      for i, p in enumerate(pos):
+        self.targets.append((p, pos[max(0, i - context_turns):i]))
+    order = np.random.default_rng(seed).permutation(len(self.targets))
+    self.plan = self._pack_plan([self.targets[i] for i in order])
+
+  def _turn(self, pos: int, trained: bool) -> Turn:
+    rec = self.records[pos]
+    codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
+    text = rec["text"]
+    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    ids = np.asarray(self.encode_turn(int(rec["speaker_id"]), text), np.int32)
+    return Turn(ids, codes, trained)
+
+  def example(self, target) -> dict:
+    pos, ctx = target
+    cur = self._turn(pos, True)
+    context = [self._turn(p, self.loss_on == "all_audio") for p in ctx]
+    # Keep the newest context that fits; the target itself may be cut.
+    while context and sum(t.n_rows(True) for t in context) + \
+        cur.n_rows(True) > self.seq_len:
+      context.pop(0)
+    return conversation_rows(context + [cur], self.n)
+
+  def _rows(self, target) -> int:
+    pos, ctx = target
+    n = lambda p: len(self.records[p]["text"]) // 3 + len(self.codes.codes[p]) + 3
+    total = n(pos)
+    for p in reversed(ctx):
+      if total + n(p) > self.seq_len:
+        break
+      total += n(p)
+    return min(total, self.seq_len)
+
+  def _pack_plan(self, targets) -> list[list]:
+    """Greedy packing by an estimate of rows (exact rows need tokenizing)."""
+    plan, cur, used = [], [], 0
+    for t in targets:
+      r = self._rows(t)
+      if cur and used + r > self.seq_len:
+        plan.append(cur)
+        cur, used = [], 0
+      cur.append(t)
+      used += r
+    if cur:
+      plan.append(cur)
+    return plan
+
+  def __len__(self) -> int:
+    return len(self.plan)
+
+  def __getitem__(self, index: int) -> dict:
+    return pack([self.example(t) for t in self.plan[index]], self.seq_len)
+

@@ -1,0 +1,72 @@
+"""CSM examples from turns: token cache, 5-turn context, target loss, packing."""
+
+import numpy as np
+import pytest
+
+from csm_jax.data.dialogue_examples import DialogueExamples, TokenCache
+
+HOP = 100
+
+
+def _records():
+  recs = []
+  for conv in range(3):
+    for turn in range(7):
+      n = 300 + 100 * ((conv + turn) % 4)
+      recs.append({"conversation_id": f"c{conv}", "turn_index": turn,
+                   "speaker_id": turn % 2, "text": f"turn {turn} of {conv}",
+                   "audio": (np.ones(n) * 1000).astype(np.int16),
+                   "sample_rate": 16000})
+  return recs
+
+
+def _encode(audio):
+  frames = -(-len(audio) // HOP)
+  return (np.arange(frames)[:, None] % 7 + 1) * np.ones((1, 4), int)
+
+
+def _positions(recs):
+  pos = {}
+  for i, r in enumerate(recs):
+    pos.setdefault(r["conversation_id"], []).append(i)
+  return pos
+
+
+def _tok(speaker, text):
+  return [4 + speaker] + [10 + len(w) for w in text.split()]
+
+
+def test_token_cache_round_trips_and_is_reused(tmp_path):
+  recs = _records()
+  path = str(tmp_path / "codes" / "abc" / "train.npz")
+  a = TokenCache.load_or_build(recs, _encode, path, 16000)
+  calls = []
+  b = TokenCache.load_or_build(recs, lambda x: calls.append(1), path, 16000)
+  assert not calls  # served from disk
+  for x, y in zip(a.codes, b.codes):
+    np.testing.assert_array_equal(x, y)
+  with pytest.raises(ValueError, match="24000 Hz"):
+    TokenCache.load_or_build(recs, _encode, str(tmp_path / "o.npz"), 24000)
+
+
+def test_examples_hold_context_target_loss_and_pack(tmp_path):
+  recs = _records()
+  cache = TokenCache.load_or_build(recs, _encode, str(tmp_path / "c.npz"), 16000)
+  ds = DialogueExamples(recs, cache, _positions(recs), _tok, n_codebooks=3,
+                        seq_len=64, context_turns=5)
+  # The last turn of a conversation sees at most 5 previous turns.
+  ex = ds.example((6, [1, 2, 3, 4, 5]))
+  seg_rows = len(ex["positions"])
+  assert seg_rows <= 64
+  # Only the target's audio (and its end frame) is trained.
+  target_frames = len(cache.codes[6]) + 1
+  assert ex["loss_mask"].sum() == target_frames
+  assert ex["loss_mask"][-target_frames:].all()
+  item = ds[0]
+  assert item["audio_tokens"].shape == (64, 3)
+  assert item["segment_ids"].max() >= 1
+  assert len(ds) < len(recs)  # several examples share a row
+  all_audio = DialogueExamples(recs, cache, _positions(recs), _tok, 3, 64,
+                               loss_on="all_audio")
+  ex2 = all_audio.example((6, [4, 5]))
+  assert ex2["loss_mask"].sum() > target_frames
