@@ -26,5 +26,7 @@ setup(
         # host; never needed to train on CPU or GPU.
         "tpu": ["jax[tpu]==0.10.2"],
         "eval": ["pesq", "pystoi"],
+        # Large corpus builds through tfds on Apache Beam (docs/data.md).
+        "beam": ["apache-beam==2.77.0"],
     },
 )

@@ -50,6 +50,33 @@ class DialoguesConfig(tfds.core.BuilderConfig):
   sample_rate: int = sd.DEFAULT_SAMPLE_RATE
 
 
+def turn_features_spec() -> dict:
+  """tfds features every dialogue-turn dataset of this project stores.
+
+  Shared by ``synthetic_dialogues`` and the manifest-built datasets so that
+  training code reads audio, text, speaker, timing and features of a turn
+  the same way whichever corpus it came from; each builder adds its own
+  label fields (emotion, arc, ...) on top.
+  """
+  return {
+      # A plain int16 tensor: tfds' Audio feature imports TensorFlow.
+      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
+      "sample_rate": np.int32,
+      "text": tfds.features.Text(),
+      "conversation_id": tfds.features.Text(),
+      "turn_index": np.int32,
+      "num_turns": np.int32,
+      "speaker_id": np.int32,
+      "speaker_name": tfds.features.Text(),
+      "start_s": np.float32,
+      "end_s": np.float32,
+      "prosody": tfds.features.Tensor(
+          shape=(len(feats_lib.PROSODY_FIELDS),), dtype=np.float32),
+      "semantic": tfds.features.Tensor(
+          shape=(feats_lib.SEMANTIC_DIM,), dtype=np.float32),
+  }
+
+
 def split_of(conversation_index: int) -> str:
   return ("validation" if conversation_index % VALIDATION_EVERY
           == VALIDATION_EVERY - 1 else "train")
@@ -81,24 +108,10 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
             f"{self.builder_config.sample_rate} Hz. prosody fields: "
             + ", ".join(feats_lib.PROSODY_FIELDS)),
         features=tfds.features.FeaturesDict({
-            # A plain int16 tensor: tfds' Audio feature imports TensorFlow.
-            "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
-            "sample_rate": np.int32,
-            "text": tfds.features.Text(),
-            "conversation_id": tfds.features.Text(),
-            "turn_index": np.int32,
-            "num_turns": np.int32,
-            "speaker_id": np.int32,
-            "speaker_name": tfds.features.Text(),
+            **turn_features_spec(),
             "emotion": tfds.features.ClassLabel(names=voices.EMOTION_NAMES),
             "arc": tfds.features.ClassLabel(names=voices.ARC_NAMES),
             "topic": tfds.features.Text(),
-            "start_s": np.float32,
-            "end_s": np.float32,
-            "prosody": tfds.features.Tensor(
-                shape=(len(feats_lib.PROSODY_FIELDS),), dtype=np.float32),
-            "semantic": tfds.features.Tensor(
-                shape=(feats_lib.SEMANTIC_DIM,), dtype=np.float32),
         }),
         supervised_keys=None,
         homepage="https://github.com/espeak-ng/espeak-ng",
