@@ -59,3 +59,20 @@ def preset(size: str, arg: str | None = None, task: str = "csm", **train):
     section, field = key.split("__")
     config[section][field] = value
   return apply_overrides(config, arg)
+
+
+def codec_training(codec, steps: int = 2000, arg: str | None = None):
+  """A task=codec config training ``codec`` (a codec ConfigDict).
+
+  Adam with b1=0.5, b2=0.9 as usual for GAN codecs; no weight decay.
+  """
+  config = make_config("debug", task="codec")
+  config.codec = codec
+  t = config.train
+  t.steps, t.lr, t.warmup_steps, t.min_lr_ratio = steps, 1e-3, 100, 0.1
+  t.b1, t.b2, t.weight_decay, t.grad_clip = 0.5, 0.9, 0.0, 1.0
+  t.log_every, t.eval_every, t.eval_steps = 50, 500, 4
+  t.ckpt_every = 250
+  config.data.batch_size = 8
+  config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 1, 1
+  return apply_overrides(config, arg)

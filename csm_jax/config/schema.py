@@ -79,8 +79,25 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.n_prefix = 0
   m.init_std = 0.02
 
+  # The codec whose codes the CSM predicts (and which task=codec trains).
+  from csm_jax.codec.config import codec_config  # pylint: disable=g-import-not-at-top
+  c.codec = codec_config(row["codec"])
+  if row["codec"] == "debug":
+    # 25 Hz frames: half the debug codec's 50 Hz, so a CPU-sized sequence
+    # of 512 rows still holds a few turns of context.
+    c.codec.downsample = 4
+
   d = c.data = ml_collections.ConfigDict()
-  d.source = "synthetic_tokens"
+  d.source = "dialogues"
+  # Dialogue corpus (tfds) and what the CSM examples are made of.
+  d.corpus = "synthetic_dialogues"
+  d.corpus_size = "default"
+  d.data_dir = ""  # "": $CSM_JAX_DATA_DIR or ~/csm_jax_data
+  d.codec_dir = ""  # a trained codec; "": train one into <workdir>/codec
+  d.codec_steps = 2000  # steps of that automatic codec training
+  d.tokenizer = ""  # a sentencepiece model; "": train one into the workdir
+  d.context_turns = 5
+  d.loss_on = "target"  # or "all_audio"
   d.seq_len = row["seq_len"]
   d.batch_size = row["batch_size"]  # global, across all processes
   d.seed = 0
@@ -189,6 +206,16 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
            f"model.max_seq_len {m.max_seq_len}")
     _check(c.data.source in DATA_SOURCES, "data.source",
            f"unknown source {c.data.source!r}; known: {DATA_SOURCES}")
+    _check(c.data.loss_on in ("target", "all_audio"), "data.loss_on",
+           f"must be 'target' or 'all_audio', got {c.data.loss_on!r}")
+    _check(c.data.context_turns >= 0, "data.context_turns", "must be >= 0")
+    if c.data.source == "dialogues":
+      q = c.codec.rvq
+      _check(m.n_codebooks <= q.levels, "model.n_codebooks",
+             f"{m.n_codebooks} codebooks but the codec has {q.levels} levels")
+      _check(m.codebook_size == q.codebook_size, "model.codebook_size",
+             f"{m.codebook_size} but the codec's codebooks hold "
+             f"{q.codebook_size} codes")
   t = c.train
   _check(t.steps >= 1, "train.steps", f"must be >= 1, got {t.steps}")
   _check(t.lr > 0, "train.lr", f"must be positive, got {t.lr}")
@@ -218,5 +245,6 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
 
 def structural_fields(c) -> dict[str, Any]:
   """The part of a config a checkpoint depends on (shapes, vocab, task)."""
-  return {"task": c.task, "model": c.model.to_dict(),
-          **({"codec": c.codec.to_dict()} if "codec" in c else {})}
+  if c.task == "codec":
+    return {"task": c.task, "codec": c.codec.to_dict()}
+  return {"task": c.task, "model": c.model.to_dict()}

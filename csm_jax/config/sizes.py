@@ -11,35 +11,37 @@ from __future__ import annotations
 # decoder:  (width, depth, heads, kv_heads, mlp)
 # Text vocab for our own presets is the corpus tokenizer's; csm_1b keeps
 # Llama-3's so that its embedding shape matches the reference exactly.
+# codec: the row of csm_jax.codec.config whose codes the model predicts
+# (debug: 8 x 256 codes; base: the plan's 32 x 1024; mimi: 32 x 2048).
 SIZES: dict[str, dict] = {
     "debug": dict(
         backbone=(256, 4, 4, 2, 768),
         decoder=(128, 2, 4, 2, 384),
-        text_vocab=1024, n_codebooks=8, codebook_size=256,
+        text_vocab=1024, n_codebooks=8, codebook_size=256, codec="debug",
         seq_len=256, batch_size=8, default_mesh=(-1, 1, 1),
         topology="v5e-4"),
     "350M": dict(
         backbone=(1024, 16, 16, 8, 4096),
         decoder=(768, 4, 12, 4, 3072),
-        text_vocab=32000, n_codebooks=32, codebook_size=1024,
+        text_vocab=32000, n_codebooks=32, codebook_size=1024, codec="base",
         seq_len=2048, batch_size=64, default_mesh=(-1, 1, 1),
         topology="v5e-16"),
     "1.5B": dict(
-        backbone=(2048, 24, 16, 8, 8192),
+        backbone=(2048, 20, 16, 8, 8192),
         decoder=(1024, 4, 8, 2, 8192),
-        text_vocab=32000, n_codebooks=32, codebook_size=1024,
+        text_vocab=32000, n_codebooks=32, codebook_size=1024, codec="base",
         seq_len=2048, batch_size=128, default_mesh=(1, -1, 1),
         topology="v5p-32"),
     "7B": dict(
         backbone=(4096, 32, 32, 8, 14336),
         decoder=(1536, 6, 12, 4, 6144),
-        text_vocab=32000, n_codebooks=32, codebook_size=1024,
+        text_vocab=32000, n_codebooks=32, codebook_size=1024, codec="base",
         seq_len=2048, batch_size=256, default_mesh=(1, -1, 2),
         topology="v5p-64"),
     "csm_1b": dict(
         backbone=(2048, 16, 32, 8, 8192),
         decoder=(1024, 4, 8, 2, 8192),
-        text_vocab=128256, n_codebooks=32, codebook_size=2048,
+        text_vocab=128256, n_codebooks=32, codebook_size=2048, codec="mimi",
         seq_len=2048, batch_size=64, default_mesh=(1, -1, 1),
         topology="v5p-32"),
 }

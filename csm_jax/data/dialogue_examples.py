@@ -38,17 +38,11 @@ class TokenCache:
         flat, offsets = z["codes"], z["offsets"]
       return cls([flat[offsets[i]:offsets[i + 1]]
                   for i in range(len(offsets) - 1)])
+    from csm_jax.data.corpus import record_audio  # pylint: disable=g-import-not-at-top
     codes = []
     for i in tqdm(range(len(source)), desc=f"tokenizing {os.path.basename(path)}",
                   unit="turn"):
-      ex = source[i]
-      rate = int(ex.get("sample_rate", sample_rate))
-      if rate != sample_rate:
-        raise ValueError(f"record {i} is at {rate} Hz but the codec expects "
-                         f"{sample_rate} Hz; rebuild the dataset at that rate")
-      audio = np.asarray(ex["audio"])
-      if audio.dtype == np.int16:
-        audio = audio.astype(np.float32) / 32768.0
+      audio = record_audio(source[i], sample_rate)  # resampled if needed
       codes.append(np.asarray(encode(audio), np.int16))
     offsets = np.cumsum([0] + [len(c) for c in codes])
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -77,7 +71,14 @@ class DialogueExamples:
                seed: int = 0):
     if loss_on not in ("target", "all_audio"):
       raise ValueError(f"loss_on must be 'target' or 'all_audio', got {loss_on!r}")
-    self.records, self.codes = records, codes
+    self.codes = codes
+    # Text and speaker of every record, read once (records carry audio).
+    self.meta = []
+    for i in range(len(records)):
+      rec = records[i]
+      text = rec["text"]
+      text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+      self.meta.append((text, int(rec["speaker_id"])))
     self.encode_turn = encode_turn
     self.n, self.seq_len = n_codebooks, seq_len
     self.context_turns, self.loss_on = context_turns, loss_on
@@ -91,11 +92,9 @@ class DialogueExamples:
     self.plan = self._pack_plan([self.targets[i] for i in order])
 
   def _turn(self, pos: int, trained: bool) -> Turn:
-    rec = self.records[pos]
     codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
-    text = rec["text"]
-    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-    ids = np.asarray(self.encode_turn(int(rec["speaker_id"]), text), np.int32)
+    text, speaker = self.meta[pos]
+    ids = np.asarray(self.encode_turn(speaker, text), np.int32)
     return Turn(ids, codes, trained)
 
   def example(self, target) -> dict:
@@ -110,7 +109,7 @@ class DialogueExamples:
 
   def _rows(self, target) -> int:
     pos, ctx = target
-    n = lambda p: len(self.records[p]["text"]) // 3 + len(self.codes.codes[p]) + 3
+    n = lambda p: len(self.meta[p][0]) // 3 + len(self.codes.codes[p]) + 3
     total = n(pos)
     for p in reversed(ctx):
       if total + n(p) > self.seq_len:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from csm_jax.inference.sampling import sample
+from csm_jax.inference.sampling import NEG_INF, sample
 from csm_jax.model.attention import layout_mask, row_windows
 
 
@@ -84,7 +84,9 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
   levels = n if n_levels is None else n_levels
   b = h.shape[0]
   keys = jax.random.split(key, n)
-  logits0 = model.codebook0_head(h)
+  # Ids past the codec's codebook (the special ids) are never sampled.
+  valid = jnp.arange(model.audio_vocab) < model.codebook_size
+  logits0 = jnp.where(valid, model.codebook0_head(h), NEG_INF)
   c0 = sample(logits0, keys[0], temperature[0], top_k, top_p)
   codes = jnp.zeros((b, n), jnp.int32).at[:, 0].set(c0)
   all_logits = jnp.zeros((b, n, logits0.shape[-1]), jnp.float32)
@@ -112,7 +114,8 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
     emb = model.audio_embed(prev + (i - 1) * model.audio_vocab)
     out, cache = run(emb[:, None, :], i, cache)
     w = jax.lax.dynamic_index_in_dim(heads, i - 1, axis=0, keepdims=False)
-    logits = jnp.dot(out, w.astype(out.dtype)).astype(jnp.float32)
+    logits = jnp.where(valid, jnp.dot(out, w.astype(out.dtype)), NEG_INF)
+    logits = logits.astype(jnp.float32)
     key_i = jax.lax.dynamic_index_in_dim(keys, i, axis=0, keepdims=False)
     t_i = jax.lax.dynamic_index_in_dim(temperature, i, axis=0, keepdims=False)
     c = sample(logits, key_i, t_i, top_k, top_p)

@@ -85,7 +85,7 @@ def export(workdir: str, out: str, dtype: str = "bfloat16",
   if os.path.exists(os.path.join(workdir, TOKENIZER)):
     shutil.copy(os.path.join(workdir, TOKENIZER), os.path.join(out, TOKENIZER))
     copied.append(TOKENIZER)
-  codec_dir = getattr(task, "codec_export_dir", lambda: None)()
+  codec_dir = getattr(task, "codec_export_dir", lambda _: None)(workdir)
   if codec_dir and os.path.isdir(codec_dir):
     shutil.copytree(codec_dir, os.path.join(out, "codec"))
     copied.append("codec")

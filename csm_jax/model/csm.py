@@ -36,6 +36,7 @@ class CSM(nnx.Module):
     prec = precision_from(m)
     self.n_codebooks = m.n_codebooks
     self.audio_vocab = m.audio_vocab
+    self.codebook_size = m.codebook_size
     self.text_window = m.text_window
     self.audio_window = m.audio_window
     bspec = TransformerSpec.from_config(m.backbone, m, "embed")

@@ -15,6 +15,39 @@ from csm_jax.training.task import Task
 class CSMTask(Task):
   """Trains the backbone + depth decoder on packed conversation frames."""
 
+  codec = None
+  tokenizer = None
+  codec_dir = None
+  _sources: dict | None = None
+
+  def prepare(self, workdir):
+    """Corpus, codec and tokenizer for dialogue data (built when missing)."""
+    if self.config.data.source != "dialogues":
+      return
+    # pylint: disable=g-import-not-at-top
+    from csm_jax.data.corpus import ensure_corpus
+    from csm_jax.inference.codec_handle import CodecHandle
+    from csm_jax.training import prerequisites as pre
+    ensure_corpus(self.config)
+    self.codec_dir = pre.ensure_codec(self.config, workdir)
+    self.codec = CodecHandle.load(self.codec_dir)
+    m = self.config.model
+    if self.codec.levels < m.n_codebooks or \
+        self.codec.codebook_size != m.codebook_size:
+      raise ValueError(
+          f"config.model: the codec in {self.codec_dir} has "
+          f"{self.codec.levels} levels x {self.codec.codebook_size} codes; "
+          f"the model predicts {m.n_codebooks} x {m.codebook_size}")
+    self.tokenizer = pre.ensure_tokenizer(self.config, workdir)
+
+  def codec_export_dir(self, workdir: str | None = None):
+    """The codec this run's data was tokenized with (None for token data)."""
+    if self.config.data.source != "dialogues":
+      return None
+    import os  # pylint: disable=g-import-not-at-top
+    return self.codec_dir or self.config.data.codec_dir or (
+        os.path.join(workdir, "codec", "export") if workdir else None)
+
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return CSM(self.config.model, rngs)
 
@@ -40,9 +73,16 @@ class CSMTask(Task):
       n = d.num_examples if split == "train" else d.eval_examples
       # Disjoint seeds keep held-out examples out of the training stream.
       return SyntheticTokenSource(self.config, n, d.seed * 2 + (split != "train"))
-    raise ValueError(
-        f"config.data.source={d.source!r} needs the dialogue corpus; build it "
-        "with `python -m csm_jax.prepare --dataset=synthetic_dialogues`")
+    if self.codec is None:
+      raise RuntimeError("CSMTask.prepare(workdir) must run before reading "
+                         "dialogue data (it sets up codec and tokenizer)")
+    from csm_jax.training.prerequisites import dialogue_source  # pylint: disable=g-import-not-at-top
+    self._sources = self._sources or {}
+    if split not in self._sources:  # tokenizing and indexing happen once
+      self._sources[split] = dialogue_source(
+          self.config, "train" if split == "train" else "validation",
+          self.codec, self.tokenizer, seed=d.seed)
+    return self._sources[split]
 
   def train_dataset(self, batch_size, seed):
     d = self.config.data

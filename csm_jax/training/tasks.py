@@ -11,5 +11,17 @@ def make_task(config) -> Task:
     return CSMTask(config)
   if config.task == "codec":
     from csm_jax.codec.task import CodecTask  # pylint: disable=g-import-not-at-top
-    return CodecTask(config)
+    from csm_jax.data import corpus  # pylint: disable=g-import-not-at-top
+
+    class CorpusCodecTask(CodecTask):
+      """The codec task reading turn audio of the configured corpus."""
+
+      def prepare(self, workdir):
+        del workdir
+        corpus.ensure_corpus(config)
+
+    sr = config.codec.sample_rate
+    return CorpusCodecTask(config,
+                           corpus.CorpusClips(config, "train", sr),
+                           corpus.CorpusClips(config, "validation", sr))
   raise ValueError(f"config.task: unknown task {config.task!r}")

@@ -11,7 +11,7 @@ TINY_OVERRIDES = (
     "model.text_vocab=96,model.text_loss_weight=0.1,"
     "model.text_window=8,model.audio_window=32,model.max_seq_len=128,"
     "model.decoder_frame_fraction=0.25,"
-    "data.seq_len=48,data.batch_size=4,data.num_examples=64,"
+    "data.source=synthetic_tokens,data.seq_len=48,data.batch_size=4,data.num_examples=64,"
     "data.eval_examples=8,train.warmup_steps=2,train.lr=3e-3,"
     "train.log_every=1,train.eval_every=1000,train.eval_steps=1")
 

@@ -47,9 +47,13 @@ def test_decoder_loop_matches_teacher_forced_logits():
   codes, logits = decode.decode_frame(model, h, jax.random.key(1), temps,
                                       return_logits=True)
   np.testing.assert_array_equal(codes, jnp.argmax(logits, -1))
+  cs = c.model.codebook_size  # special ids above the codebook are masked
+  assert np.all(np.asarray(codes) < cs)
   tf = model.decoder_logits(h, codes)
-  np.testing.assert_allclose(logits[:, 1:], tf, atol=2e-5)
-  np.testing.assert_allclose(logits[:, 0], model.codebook0_head(h), atol=2e-5)
+  np.testing.assert_allclose(logits[:, 1:, :cs], tf[..., :cs], atol=2e-5)
+  np.testing.assert_allclose(logits[:, 0, :cs], model.codebook0_head(h)[:, :cs],
+                             atol=2e-5)
+  assert np.all(np.asarray(logits[..., cs:]) < -1e29)
 
 
 def test_generate_frames_is_seeded_and_adaptive_levels_zero_the_rest():

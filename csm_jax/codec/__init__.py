@@ -1,0 +1,10 @@
+"""Streaming neural audio codec (SEANet + windowed transformer + split RVQ), Mimi-shaped.
+
+  config.codec_config(size)            sizes "debug", "base", "mimi"
+  model.Codec / model.init_codec       encode(audio) -> codes, decode(codes)
+  api.encode / api.decode              jitted, validated, on nnx.split(codec)
+  api.StreamingEncoder / Decoder       chunked, equal to offline
+  task.CodecTask                       GAN training with the shared trainer
+  io.save_codec / load_codec           self-describing codec directory
+  python -m csm_jax.codec ...          init / encode / decode / roundtrip / bench
+"""
