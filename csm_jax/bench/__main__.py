@@ -6,6 +6,8 @@ Subcommands:
   generate  ms per frame, real-time factor, first-chunk latency and the
           ratio to the memory-bandwidth floor (random weights).
   codec   codec encode/decode real-time factors (see csm_jax.bench.codec_bench).
+  data    input pipeline batches/s against the trainer's steps/s (--workdir
+          holds or receives the corpus, codec and tokenizer).
 """
 
 import json
@@ -22,9 +24,11 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
 _FRAMES = flags.DEFINE_integer("frames", 16, "generate: timed frames.")
 _FRAMES_PER_CALL = flags.DEFINE_integer(
     "frames_per_call", 1, "generate: frames decoded per compiled call.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "data: a CSM run directory to read from.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
 
-_COMMANDS = ("train", "generate", "codec")
+_COMMANDS = ("train", "generate", "codec", "data")
 
 
 def main(argv):
@@ -42,6 +46,11 @@ def main(argv):
     from csm_jax.bench.generate_bench import bench_generate
     result = bench_generate(_CONFIG.value, frames=_FRAMES.value,
                             frames_per_call=_FRAMES_PER_CALL.value)
+  elif argv[1] == "data":
+    if not _WORKDIR.value:
+      raise app.UsageError("bench data needs --workdir")
+    from csm_jax.bench.data_bench import bench_data
+    result = bench_data(_CONFIG.value, _WORKDIR.value)
   else:
     from csm_jax.bench.codec_bench import bench_codec
     result = bench_codec(_CONFIG.value)

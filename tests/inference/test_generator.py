@@ -68,3 +68,25 @@ def test_batch_of_prompts_runs_together():
                                               frames_per_call=3)))
   assert len(outs) == 1 and all(o is not None for o in outs[0])
   assert all(o.codes.shape[1] == c.model.n_codebooks for o in outs[0])
+
+
+class SilentCodec:
+  """A codec whose decoder returns silence: exercises the silence guard."""
+
+  levels, codebook_size, hop, sample_rate = 4, 32, 160, 4000
+  frame_rate = 25.0
+
+  def streaming_decoder(self):
+    class Dec:
+      def push(self, codes):
+        return np.zeros((len(codes) * 160,), np.float32)
+    return Dec()
+
+
+def test_silence_guard_ends_a_silent_tail():
+  gen, _ = _generator(codec=SilentCodec())
+  s = Sampling(max_seconds=4.0, silence_seconds=0.2, frames_per_call=1)
+  out = gen.generate("hm", 0, [], s)
+  frames_for_silence = int(0.2 * SilentCodec.frame_rate)
+  assert 0 < len(out["codes"]) <= frames_for_silence + 1
+  assert len(out["codes"]) < 4.0 * SilentCodec.frame_rate
