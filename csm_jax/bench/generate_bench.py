@@ -18,6 +18,7 @@ from flax import nnx
 
 from csm_jax.inference import decode
 from csm_jax.model.csm import CSM
+from csm_jax.training.reporting import best_time
 
 FRAME_SECONDS = 0.08  # 12.5 Hz codec frames
 
@@ -25,14 +26,7 @@ FRAME_SECONDS = 0.08  # 12.5 Hz codec frames
 def measured_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
   """Bytes/s of one device reading a large f32 array (best of repeats)."""
   x = jnp.ones((n_bytes // 4,), jnp.float32)
-  f = jax.jit(jnp.sum)
-  f(x).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(x).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return n_bytes / best
+  return n_bytes / best_time(jax.jit(jnp.sum), x, repeats)
 
 
 def weight_bytes_per_frame(model) -> int:

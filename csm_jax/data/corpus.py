@@ -9,6 +9,9 @@ that users prepare from their own audio); ``corpus_size`` its build size;
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 from absl import logging
 
@@ -34,7 +37,12 @@ def ensure_corpus(config) -> None:
                d.corpus, d.corpus_size, data_dir(config))
   print(f"Building the embedded {d.corpus} corpus ({d.corpus_size}) in "
         f"{data_dir(config)}; this happens once.", flush=True)
-  tfds_dialogues.prepare(d.corpus_size, data_dir(config), progress=True)
+  # A fresh interpreter: the builder forks synthesis workers, and forking a
+  # process that has started JAX's threads can deadlock.
+  cmd = [sys.executable, "-m", "csm_jax.prepare", f"--dataset={d.corpus}",
+         f"--size={d.corpus_size}", f"--data_dir={data_dir(config)}"]
+  if subprocess.run(cmd, check=False).returncode != 0:
+    raise RuntimeError(f"building the corpus failed: {' '.join(cmd)}")
 
 
 def source(config, split: str):

@@ -27,18 +27,23 @@ PEAK_FLOPS = {
 }
 
 
+def best_time(fn, arg, repeats: int = 5) -> float:
+  """Fastest of ``repeats`` timed calls of a jitted ``fn(arg)`` (after warm-up);
+  the minimum is the least disturbed by other work on a shared machine."""
+  fn(arg).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn(arg).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
 @functools.lru_cache(maxsize=None)
 def measured_matmul_peak(n: int = 1024, repeats: int = 5) -> float:
   """Best f32 matmul FLOP/s this backend reaches on one device."""
   a = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t0)
-  return 2 * n ** 3 / best
+  return 2 * n ** 3 / best_time(jax.jit(lambda x: x @ x), a, repeats)
 
 
 def peak_flops_per_device(device=None) -> tuple[float, str]:
