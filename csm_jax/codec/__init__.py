@@ -6,5 +6,9 @@
   api.StreamingEncoder / Decoder       chunked, equal to offline
   task.CodecTask                       GAN training with the shared trainer
   io.save_codec / load_codec           self-describing codec directory
-  python -m csm_jax.codec ...          init / encode / decode / roundtrip / bench
+  io.load_any                          codec dir, codec run or CSM workdir
+  inputs.read_audio                    the codec's policy for odd input files
+  report.evaluate                      metrics per level count + mel plot
+  python -m csm_jax.codec ...          init / encode / decode / roundtrip /
+                                       evaluate / bench
 """

@@ -1,9 +1,14 @@
-"""Shared fixtures for the codec tests: a tiny config and synthetic clips."""
+"""Shared fixtures for the codec tests: a tiny config, synthetic clips and a
+tiny codec whose codebooks are initialised."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from csm_jax.codec.config import codec_config
+from csm_jax.codec.model import Codec
 
 
 def tiny_config():
@@ -49,3 +54,20 @@ def tiny():
 @pytest.fixture(scope="session")
 def clips(tiny):
   return [synthetic_clip(i, 0.12, tiny.sample_rate) for i in range(6)]
+
+
+@pytest.fixture(scope="session")
+def codec(tiny, clips):
+  model = Codec(tiny, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def train(state, audio, rng):
+    m = nnx.merge(graphdef, state)
+    m(audio, rng=rng, train=True)
+    return nnx.state(m)
+
+  # One training pass initialises the codebooks with k-means.
+  audio = jnp.asarray(np.stack([c[:320] for c in clips]))
+  state = train(state, audio, jax.random.key(0))
+  return graphdef, state

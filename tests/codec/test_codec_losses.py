@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from csm_jax.codec import losses as L
 from csm_jax.codec import metrics as M
@@ -25,6 +26,35 @@ def test_si_sdr_and_bitrate():
   np.testing.assert_allclose(M.si_sdr(ref, est), [20.0, 20.0], atol=0.3)
   assert M.bitrate(8, 256, 50.0) == 3200
   assert M.bitrate(32, 2048, 12.5) == 4400
+
+
+def test_metrics_align_lengths_and_find_lag():
+  ref, noise = _signals()
+  # A reconstruction padded to whole frames is cropped, not shifted.
+  padded = jnp.pad(ref, ((0, 0), (0, 11)))
+  assert float(M.si_sdr(ref, padded).min()) > 60
+  assert float(M.mel_distance(ref, padded, 8000)) < 1e-3
+  # A delayed copy is found by the lag search; at lag 0 it is uncorrelated.
+  x = np.asarray(noise[0])
+  assert M.lag(x, np.roll(x, 37), 64)[0] == 37
+  assert M.lag(x, -np.roll(x, -5), 64) == (-5, pytest.approx(-1, abs=0.01))
+  assert float(M.si_sdr(noise[:1], jnp.roll(noise[:1], 37, -1))[0]) < -15
+
+
+def test_waveform_loss_sees_phase():
+  ref, noise = _signals()
+  shifted = jnp.roll(ref, 7, -1)  # same magnitudes, different phase
+  assert float(L.waveform_loss(ref, ref + 0.1 * noise)) < -10
+  assert float(L.waveform_loss(ref, shifted)) > 0
+  assert float(L.waveform_loss(ref, 3 * ref)) < -60  # scale-invariant
+  # Batch pooling: a silent example does not dominate the loss.
+  silent = jnp.zeros_like(ref[:1])
+  pooled = L.waveform_loss(jnp.concatenate([ref, silent]),
+                           jnp.concatenate([ref + 0.1 * noise,
+                                            0.1 * noise[:1]]))
+  assert float(pooled) < -5
+  g = jax.grad(lambda e: L.waveform_loss(ref, e))(shifted)
+  assert np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0
 
 
 def test_spectral_losses_are_zero_only_for_equal_signals():
