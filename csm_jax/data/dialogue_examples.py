@@ -66,19 +66,29 @@ class DialogueExamples:
   """Random-access source of packed CSM rows (a grain MapDataset source)."""
 
   def __init__(self, records: Sequence[dict], codes: TokenCache,
-               positions: dict[str, list[int]], encode_turn, n_codebooks: int,
+               positions: dict[str, list[int]] | None, encode_turn,
+               n_codebooks: int,
                seq_len: int, context_turns: int = 5, loss_on: str = "target",
                seed: int = 0):
     if loss_on not in ("target", "all_audio"):
       raise ValueError(f"loss_on must be 'target' or 'all_audio', got {loss_on!r}")
     self.codes = codes
-    # Text and speaker of every record, read once (records carry audio).
-    self.meta = []
+    # Text and speaker of every record, read in one pass (records carry
+    # audio, so each decode is costly); the same pass indexes conversations
+    # when ``positions`` (conversation -> record positions in turn order) is
+    # not given.
+    self.meta, turns = [], {}
     for i in range(len(records)):
       rec = records[i]
       text = rec["text"]
       text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
       self.meta.append((text, int(rec["speaker_id"])))
+      if positions is None:
+        cid = rec["conversation_id"]
+        cid = cid.decode("utf-8") if isinstance(cid, bytes) else str(cid)
+        turns.setdefault(cid, []).append((int(rec["turn_index"]), i))
+    if positions is None:
+      positions = {c: [p for _, p in sorted(v)] for c, v in turns.items()}
     self.encode_turn = encode_turn
     self.n, self.seq_len = n_codebooks, seq_len
     self.context_turns, self.loss_on = context_turns, loss_on

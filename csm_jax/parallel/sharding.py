@@ -84,42 +84,27 @@ def _is_var(x) -> bool:
   return isinstance(x, nnx.Variable)
 
 
-def state_logical_axes(state) -> Any:
-  """Pytree of logical-axis tuples, one per Variable of an (abstract) state."""
-  def axes(v):
-    meta = v.get_metadata()
-    names = meta.get("logical_axes")
-    if names is None:
-      return (None,) * len(v.get_value().shape)
-    return tuple(names)
-  return jax.tree.map(axes, state, is_leaf=_is_var)
+def state_shardings(tree, mesh, rules=None) -> Any:
+  """Shardings for a pytree holding nnx Variables (params, optimizer state).
 
-
-def state_shardings(state, mesh, rules=None) -> Any:
-  """NamedShardings for every Variable of an (abstract) nnx State.
-
+  A Variable is laid out by its ``logical_axes``; any other array (step
+  counters, RNG keys) is replicated. Each Variable is kept as a node holding
+  its NamedSharding so the result matches the tree's structure for ``jit``.
   Raises ValueError naming the parameter whose metadata does not match its
   rank, which would otherwise surface as an opaque XLA error.
   """
-  def one(path, v):
-    value = v.get_value()
-    names = v.get_metadata().get("logical_axes")
-    if names is None:
-      names = (None,) * len(value.shape)
-    if len(names) != len(value.shape):
+  def one(path, x):
+    if not _is_var(x):
+      return NamedSharding(mesh, P())
+    value = x.get_value()
+    names = x.get_metadata().get("logical_axes") or (None,) * value.ndim
+    if len(names) != value.ndim:
       raise ValueError(
           f"parameter {jax.tree_util.keystr(path)} has shape {value.shape} "
           f"but logical axes {names}")
-    return NamedSharding(mesh, logical_to_spec(names, value.shape, mesh, rules))
-  return jax.tree_util.tree_map_with_path(one, state, is_leaf=_is_var)
-
-
-def spec_tree_for(shapes, axes_tree, mesh, rules=None):
-  """Shardings for a plain pytree of arrays given a parallel tree of names."""
-  return jax.tree.map(
-      lambda s, a: NamedSharding(mesh, logical_to_spec(a, s.shape, mesh, rules)),
-      shapes, axes_tree, is_leaf=lambda x: isinstance(x, tuple) and (
-          not x or x[0] is None or isinstance(x[0], str)))
+    return x.replace(NamedSharding(
+        mesh, logical_to_spec(names, value.shape, mesh, rules)))
+  return jax.tree_util.tree_map_with_path(one, tree, is_leaf=_is_var)
 
 
 # --------------------------------------------------------------------------
@@ -150,22 +135,6 @@ def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
     return x
   spec = logical_to_spec(axes, x.shape, mesh, rules)
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
-
-
-def describe(state, mesh, rules=None) -> list[tuple[str, tuple, str]]:
-  """(path, shape, spec) rows: how each parameter is laid out on the mesh."""
-  rows = []
-  shardings = state_shardings(state, mesh, rules)
-  flat = jax.tree_util.tree_leaves_with_path(state, is_leaf=_is_var)
-  flat_s = jax.tree.leaves(shardings)
-  for (path, v), s in zip(flat, flat_s):
-    rows.append((jax.tree_util.keystr(path), tuple(v.get_value().shape),
-                 str(s.spec)))
-  return rows
-
-
-def replicated(mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
 
 
 def host_to_global(batch: dict[str, np.ndarray], shardings) -> dict[str, jax.Array]:

@@ -17,7 +17,7 @@ from absl import logging
 
 from csm_jax.config import schema
 from csm_jax.data import corpus
-from csm_jax.data.tfds_dialogues import turn_positions
+from csm_jax.data.tfds_dialogues import read_texts
 
 TOKENIZER = "tokenizer.model"
 
@@ -66,11 +66,7 @@ def ensure_tokenizer(config, workdir: str):
     if config.data.tokenizer:
       shutil.copy(config.data.tokenizer, path)
     else:
-      src = corpus.source(config, "train")
-      texts = []
-      for i in range(len(src)):
-        t = src[i]["text"]
-        texts.append(t.decode("utf-8") if isinstance(t, bytes) else str(t))
+      texts = list(read_texts(corpus.dataset_dir(config), "train"))
       print(f"Training a {config.model.text_vocab}-piece tokenizer on "
             f"{len(texts)} transcripts.", flush=True)
       TextTokenizer.train(texts, config.model.text_vocab, path)
@@ -91,6 +87,6 @@ def dialogue_source(config, split: str, codec, tokenizer, seed: int = 0):
            for f in ("config.json", "weights.npz")]
   path = TokenCache.path(corpus.dataset_dir(config), fingerprint(files), split)
   cache = TokenCache.load_or_build(src, codec.encode, path, codec.sample_rate)
-  return DialogueExamples(src, cache, turn_positions(src), tokenizer.encode_turn,
+  return DialogueExamples(src, cache, None, tokenizer.encode_turn,
                           config.model.n_codebooks, config.data.seq_len,
                           config.data.context_turns, config.data.loss_on, seed)

@@ -13,13 +13,12 @@ the logical axes on each Variable give its shardings, and ``init`` runs under
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from csm_jax.parallel import sharding as shd
 from csm_jax.training.optim import make_optimizer
@@ -77,28 +76,12 @@ class StateBuilder:
   def shardings(self, mesh) -> Any:
     if self.abstract is None:
       self.build_abstract()
-    return tree_shardings(self.abstract, mesh)
+    return shd.state_shardings(self.abstract, mesh)
 
   def init(self, seed: int, mesh) -> dict:
     shardings = self.shardings(mesh)
     with shd.activation_sharding(mesh):
       return jax.jit(self.init_fn, out_shardings=shardings)(jnp.uint32(seed))
-
-
-def tree_shardings(tree, mesh) -> Any:
-  """Variables by their logical axes; any other array replicated."""
-  def one(path, x):
-    if isinstance(x, nnx.Variable):
-      value = x.get_value()
-      names = x.get_metadata().get("logical_axes") or (None,) * value.ndim
-      if len(names) != value.ndim:
-        raise ValueError(f"{jax.tree_util.keystr(path)}: shape {value.shape} "
-                         f"vs logical axes {names}")
-      spec = shd.logical_to_spec(names, value.shape, mesh)
-      return x.replace(NamedSharding(mesh, spec))
-    return NamedSharding(mesh, P())
-  return jax.tree_util.tree_map_with_path(
-      one, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def abstract_with_shardings(abstract, shardings):
@@ -112,5 +95,3 @@ def param_count(abstract) -> dict[str, int]:
   return {g: sum(x.size for x in jax.tree.leaves(p))
           for g, p in abstract["params"].items()}
 
-
-StepFn = Callable[[dict, dict], tuple[dict, dict]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import jax
 import numpy as np
@@ -138,6 +138,3 @@ class Task(abc.ABC):
     """Builds whatever the task needs before training (data, tokenizers)."""
     del workdir
 
-
-def iterate(dataset) -> Iterator[Batch]:
-  return iter(dataset)
