@@ -21,7 +21,8 @@ setup(
     python_requires=">=3.10",
     install_requires=_requirements(),
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "chex==0.1.92",
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "pytest-timeout==2.4.0",
+                 "chex==0.1.92",
                  # headless execution of launch/colab.ipynb
                  "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
         # libtpu, for ahead-of-time compilation for TPU topologies on a CPU

@@ -64,6 +64,17 @@ def f0_track(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
   return f0.astype(np.float32), voiced.astype(bool)
 
 
+def warm_up() -> None:
+  """Compiles librosa's numba kernels used by ``f0_track`` in this process.
+
+  librosa caches them on disk; compiling once before a process pool starts
+  means the workers read a finished cache instead of each compiling and
+  writing it at the same time.
+  """
+  t = np.arange(F0_SR // 4, dtype=np.float32) / F0_SR
+  f0_track(0.3 * np.sin(2 * np.pi * 150.0 * t), F0_SR)
+
+
 def count_syllables(text: str) -> int:
   """Vowel groups per word, at least one per word ("table" -> 2)."""
   n = 0

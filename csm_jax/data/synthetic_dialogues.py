@@ -19,9 +19,13 @@ normalized, so the volume differences between emotions survive.
 
 from __future__ import annotations
 
+import collections
+from concurrent import futures
 import dataclasses
+import itertools
 import multiprocessing
 import os
+import sys
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -191,6 +195,27 @@ def _worker(args) -> Conversation:
   return synthesize_conversation(spec, sample_rate, with_features)
 
 
+class SynthesisWorkerError(RuntimeError):
+  """A pool worker died (killed or crashed) while building a conversation."""
+
+
+def default_start_method() -> str:
+  """"spawn", unless the caller's ``__main__`` cannot be re-imported.
+
+  Forking a process that runs JAX (or any threaded runtime) copies locks
+  held by threads that do not exist in the child, and numba-compiled code
+  (librosa's pyin) has crashed in such children; spawned workers start
+  clean. Spawn re-runs the parent's main script, so a parent read from
+  stdin (``__file__`` "<stdin>", not a file) forks instead.
+  """
+  methods = multiprocessing.get_all_start_methods()
+  main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+  if (main_file is not None and not os.path.isfile(main_file)
+      and "fork" in methods):
+    return "fork"
+  return "spawn"
+
+
 def synthesize_all(plans: Sequence[ConversationSpec],
                    sample_rate: int = DEFAULT_SAMPLE_RATE,
                    with_features: bool = False,
@@ -199,12 +224,11 @@ def synthesize_all(plans: Sequence[ConversationSpec],
                    start_method: str | None = None) -> Iterator[Conversation]:
   """Yields the conversations of ``plans`` in order, built in a pool.
 
-  Ordered ``imap`` keeps memory bounded (one window of conversations in
-  flight) and the output order independent of worker timing. ``num_workers``
-  of 0 or 1 runs in-process. The default start method is "fork" where the
-  platform has it: "spawn" re-imports the caller's ``__main__`` and so fails
-  from stdin or notebooks; a forked worker starts its own eSpeak engine (the
-  engine checks its process id), so nothing eSpeak holds is shared.
+  At most ``2 * num_workers`` conversations are in flight, so memory stays
+  bounded and the output order is independent of worker timing.
+  ``num_workers`` of 0 or 1 runs in-process. A worker that dies raises
+  ``SynthesisWorkerError`` naming the conversation (a plain
+  ``multiprocessing.Pool`` would wait forever for the lost task).
   """
   if num_workers is None:
     num_workers = min(len(plans), os.cpu_count() or 1)
@@ -215,18 +239,34 @@ def synthesize_all(plans: Sequence[ConversationSpec],
     bar = tqdm(total=len(jobs), unit="conv", desc="synthetic dialogues")
   try:
     if num_workers <= 1:
-      results = map(_worker, jobs)
-      for conv in results:
+      for conv in map(_worker, jobs):
         if bar:
           bar.update(1)
         yield conv
       return
-    if start_method is None:
-      methods = multiprocessing.get_all_start_methods()
-      start_method = "fork" if "fork" in methods else "spawn"
-    ctx = multiprocessing.get_context(start_method)
-    with ctx.Pool(num_workers) as pool:
-      for conv in pool.imap(_worker, jobs, chunksize=1):
+    if with_features:
+      # Compile librosa's numba kernels here, once: workers then load the
+      # on-disk cache instead of racing to write it.
+      from csm_jax.data import features
+      features.warm_up()
+    ctx = multiprocessing.get_context(start_method or default_start_method())
+    with futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
+      pending: collections.deque = collections.deque()
+      it = iter(jobs)
+      for job in itertools.islice(it, 2 * num_workers):
+        pending.append((job[0].conversation_id, pool.submit(_worker, job)))
+      while pending:
+        conv_id, fut = pending.popleft()
+        try:
+          conv = fut.result()
+        except futures.process.BrokenProcessPool as e:
+          raise SynthesisWorkerError(
+              f"a synthesis worker died while building {conv_id} (killed, "
+              f"out of memory or crashed); rerun with num_workers=1 to see "
+              f"the error in-process") from e
+        job = next(it, None)
+        if job is not None:
+          pending.append((job[0].conversation_id, pool.submit(_worker, job)))
         if bar:
           bar.update(1)
         yield conv

@@ -70,3 +70,32 @@ def test_built_duration_tracks_target():
   estimated = sum(p.estimated_seconds() for p in plans)
   assert abs(total / estimated - 1) < 0.15
   assert total >= 0.85 * 240
+
+
+def _die(spec, sample_rate=16000, with_features=False):
+  import os
+  os._exit(3)
+
+
+def test_dead_worker_raises_instead_of_hanging(monkeypatch):
+  # Forked workers inherit the patch; the pool must report the lost
+  # conversation rather than wait for it forever.
+  monkeypatch.setattr(sd, "synthesize_conversation", _die)
+  plans = sd.plan_corpus(5, 60, min_conversations=2)[:2]
+  with pytest.raises(sd.SynthesisWorkerError, match=plans[0].conversation_id):
+    list(sd.synthesize_all(plans, 16000, num_workers=2, progress=False,
+                           start_method="fork"))
+
+
+def test_default_start_method_avoids_fork_when_main_is_importable(
+    monkeypatch, tmp_path):
+  import sys
+  import types
+  script = tmp_path / "script.py"
+  script.write_text("")
+  monkeypatch.setitem(sys.modules, "__main__",
+                      types.SimpleNamespace(__file__=str(script)))
+  assert sd.default_start_method() == "spawn"
+  monkeypatch.setitem(sys.modules, "__main__",
+                      types.SimpleNamespace(__file__="<stdin>"))
+  assert sd.default_start_method() == "fork"
