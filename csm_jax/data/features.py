@@ -34,6 +34,7 @@ import re
 import numpy as np
 
 from csm_jax.data import audio as audio_lib
+from csm_jax.data import librosa_safe
 
 F0_SR = 16000
 F0_HOP = 640          # 40 ms
@@ -52,27 +53,34 @@ those these do did does have has had will would could should can might must
 not no yes oh um uh mm well just""".split())
 
 
-def f0_track(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-  """(f0 Hz with NaN where unvoiced, voiced flags), one per 40 ms frame."""
-  import librosa  # heavy import: only feature extraction needs it
-  y = audio_lib.resample(np.asarray(x, np.float32), sr, F0_SR)
-  if y.size < F0_FRAME:
-    y = np.pad(y, (0, F0_FRAME - y.size))
-  f0, voiced, _ = librosa.pyin(y, fmin=F0_MIN, fmax=F0_MAX, sr=F0_SR,
-                               frame_length=F0_FRAME, hop_length=F0_HOP,
-                               resolution=F0_RESOLUTION)
-  return f0.astype(np.float32), voiced.astype(bool)
+def _pyin(librosa, y: np.ndarray):
+  return librosa.pyin(y, fmin=F0_MIN, fmax=F0_MAX, sr=F0_SR,
+                      frame_length=F0_FRAME, hop_length=F0_HOP,
+                      resolution=F0_RESOLUTION)
+
+
+def _warm_pyin(librosa) -> None:
+  t = np.arange(F0_SR // 4, dtype=np.float32) / F0_SR
+  _pyin(librosa, (0.3 * np.sin(2 * np.pi * 150.0 * t)).astype(np.float32))
 
 
 def warm_up() -> None:
-  """Compiles librosa's numba kernels used by ``f0_track`` in this process.
+  """Compiles (or loads) librosa's pyin kernels in this process.
 
-  librosa caches them on disk; compiling once before a process pool starts
-  means the workers read a finished cache instead of each compiling and
-  writing it at the same time.
+  Done before a process pool starts, so forked workers inherit the compiled
+  kernels and spawned ones find a finished on-disk cache.
   """
-  t = np.arange(F0_SR // 4, dtype=np.float32) / F0_SR
-  f0_track(0.3 * np.sin(2 * np.pi * 150.0 * t), F0_SR)
+  librosa_safe.librosa("pyin", _warm_pyin)
+
+
+def f0_track(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+  """(f0 Hz with NaN where unvoiced, voiced flags), one per 40 ms frame."""
+  librosa = librosa_safe.librosa("pyin", _warm_pyin)
+  y = audio_lib.resample(np.asarray(x, np.float32), sr, F0_SR)
+  if y.size < F0_FRAME:
+    y = np.pad(y, (0, F0_FRAME - y.size))
+  f0, voiced, _ = _pyin(librosa, y)
+  return f0.astype(np.float32), voiced.astype(bool)
 
 
 def count_syllables(text: str) -> int:

@@ -140,3 +140,50 @@ class Transformer(nnx.Module):
     x, new_cache = jax.lax.scan(body, x, (params, cache),
                                 unroll=1 if spec.scan else spec.depth)
     return self.norm(x), new_cache
+
+
+class UnrolledTransformer(nnx.Module):
+  """A ``Transformer``'s layers as separate blocks, applied by a Python loop.
+
+  For cached decoding. Every layer's weights are their own arrays and every
+  layer has its own KV cache, so each matrix-vector product reads one
+  contiguous buffer: on XLA:CPU a product against a slice of the stacked
+  ``(layers, ...)`` parameters runs several times below memory bandwidth.
+  The loop unrolls at trace time (depth is small at decode shapes).
+  """
+
+  def __init__(self, stacked: Transformer):
+    self.spec = stacked.spec
+    self.cache_dtype = stacked.cache_dtype
+    self.norm = stacked.norm
+    graphdef, state = nnx.split(stacked.layers)
+    blocks = []
+    for i in range(stacked.spec.depth):
+      # Eager slices: new, contiguous buffers (not views of the stack).
+      block = nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state))
+      for _, var in nnx.iter_graph(block):
+        if isinstance(var, nnx.Variable):
+          names = var.get_metadata().get("logical_axes")
+          if names and names[0] == "layers":
+            var.set_metadata("logical_axes", tuple(names[1:]))
+      blocks.append(block)
+    self.blocks = nnx.List(blocks)
+
+  def init_cache(self, batch: int, length: int, dtype=None):
+    """Per-layer zeroed caches: ([(B,S,KH,D)] * L, [(B,S,KH,D)] * L)."""
+    s = self.spec
+    shape = (batch, length, s.kv_heads, s.dim_per_head)
+    dt = dtype or self.cache_dtype
+    return ([jnp.zeros(shape, dt) for _ in range(s.depth)],
+            [jnp.zeros(shape, dt) for _ in range(s.depth)])
+
+  def __call__(self, x, positions, mask, cache=None, cache_index=None):
+    inv_freq = rope_inv_freq(self.spec.dim_per_head, self.spec.rope)
+    ks, vs = [], []
+    for i, block in enumerate(self.blocks):
+      c = None if cache is None else (cache[0][i], cache[1][i])
+      x, new_c = block(x, positions, mask, inv_freq, c, cache_index)
+      if new_c is not None:
+        ks.append(new_c[0])
+        vs.append(new_c[1])
+    return self.norm(x), ((ks, vs) if cache is not None else None)

@@ -1,11 +1,10 @@
 """Speakers are acoustically distinguishable; emotions move F0, rate and
 level in their intended directions."""
 
-import librosa
 import numpy as np
 import pytest
 
-from csm_jax.data import espeak, features, text_gen, voices
+from csm_jax.data import espeak, features, librosa_safe, text_gen, voices
 
 SR = 16000
 
@@ -24,6 +23,7 @@ def _sentences(n, seed=0):
 
 def _speaker_features(x):
   """MFCC mean/std + F0 median and spread (yin: voicing not needed here)."""
+  librosa = librosa_safe.librosa()
   m = librosa.feature.mfcc(y=x, sr=SR, n_mfcc=20)
   f0 = librosa.yin(x, fmin=50, fmax=600, sr=SR, frame_length=1024,
                    hop_length=320)

@@ -19,15 +19,21 @@ def _one_segment_example(c):
   return {k: v[keep][None] for k, v in ex.items()}
 
 
-def test_cached_backbone_matches_full_forward():
+LAYOUTS = pytest.mark.parametrize("unroll", [False, True],
+                                  ids=["stacked", "unrolled"])
+
+
+@LAYOUTS
+def test_cached_backbone_matches_full_forward(unroll):
   c = tiny_config()
-  model = CSM(c.model, nnx.Rngs(params=0))
+  full = CSM(c.model, nnx.Rngs(params=0))
+  model = decode.unrolled(full) if unroll else full
   ex = _one_segment_example(c)
   t = ex["segment_ids"].shape[1]
   assert t >= 8
   args = (ex["audio_tokens"], ex["text_tokens"], ex["mask"], ex["positions"],
           ex["segment_ids"])
-  h_full, _ = model(*map(jnp.asarray, args))
+  h_full, _ = full(*map(jnp.asarray, args))
   p = t // 2
   state = decode.init_state(model, 1, 64)
   state = decode.append_rows(model, state, *(jnp.asarray(a[:, :p]) for a in args))
@@ -39,12 +45,14 @@ def test_cached_backbone_matches_full_forward():
                                err_msg=f"row {i}")
 
 
-def test_decoder_loop_matches_teacher_forced_logits():
+@LAYOUTS
+def test_decoder_loop_matches_teacher_forced_logits(unroll):
   c = tiny_config()
   model = CSM(c.model, nnx.Rngs(params=1))
   h = jax.random.normal(jax.random.key(0), (3, c.model.backbone.width))
   temps = jnp.full((c.model.n_codebooks,), 0.0)
-  codes, logits = decode.decode_frame(model, h, jax.random.key(1), temps,
+  dec_model = decode.unrolled(model) if unroll else model
+  codes, logits = decode.decode_frame(dec_model, h, jax.random.key(1), temps,
                                       return_logits=True)
   np.testing.assert_array_equal(codes, jnp.argmax(logits, -1))
   cs = c.model.codebook_size  # special ids above the codebook are masked
@@ -73,6 +81,13 @@ def test_generate_frames_is_seeded_and_adaptive_levels_zero_the_rest():
   assert a.shape == (4, 1, c.model.n_codebooks)
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, d)
+  fast = decode.unrolled(model)
+  # The stacked cache, split per layer, is the unrolled model's cache.
+  fast_state = dict(state, k=list(state["k"]), v=list(state["v"]))
+  u, _ = jax.jit(lambda s, k: decode.generate_frames(fast, s, k, 4, temps,
+                                                     top_k=8))(
+      fast_state, jax.random.key(3))
+  np.testing.assert_array_equal(a, u)  # same frames from per-layer weights
   short, _ = decode.generate_frames(model, state, jax.random.key(3), 2, temps,
                                     n_levels=2)
   assert np.all(np.asarray(short)[..., 2:] == 0)
