@@ -64,7 +64,10 @@ class Generator:
 
   def __init__(self, config, graphdef, params, tokenizer, codec):
     self.config, self.tokenizer, self.codec = config, tokenizer, codec
-    self.graphdef, self.params = graphdef, params
+    # Decoding runs on per-layer weights (decode.unrolled): several times
+    # faster per frame on CPU than slices of the stacked training layout.
+    fast = decode.unrolled(nnx.merge(graphdef, params))
+    self.graphdef, self.params = nnx.split(fast)
     m = config.model
     self.n = m.n_codebooks
     self.max_len = m.max_seq_len

@@ -1,0 +1,23 @@
+"""The generation benchmark runs end to end and reports consistent figures."""
+
+import math
+
+from csm_jax.bench.generate_bench import bench_generate, weight_bytes_per_frame
+from csm_jax.model.csm import CSM
+from flax import nnx
+from tests.foundation.tiny import tiny_config
+
+
+def test_bench_generate_reports_both_layouts():
+  c = tiny_config()
+  r = bench_generate(c, frames=2, prompt_rows=8, top_k=4,
+                     bandwidth_bytes=1 << 24)
+  for k in ("ms_per_frame_median", "stacked_ms_per_frame", "floor_ms_per_frame",
+            "first_chunk_latency_ms", "measured_bandwidth_gb_s"):
+    assert math.isfinite(r[k]) and r[k] > 0, k
+  assert r["weight_bytes_per_frame"] == weight_bytes_per_frame(
+      CSM(c.model, nnx.Rngs(params=0)))
+  assert math.isclose(r["ratio_to_floor"],
+                      r["ms_per_frame_median"] / r["floor_ms_per_frame"])
+  assert math.isclose(r["speedup_vs_stacked"],
+                      r["stacked_ms_per_frame"] / r["ms_per_frame_median"])
