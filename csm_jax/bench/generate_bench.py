@@ -114,6 +114,8 @@ def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
   wbytes = weight_bytes_per_frame(model)
   del params
   opts = (config, frames, prompt_rows, frames_per_call, top_k)
+  compute = decode.compute_dtype_for_platform(config.model.dtype)
+  model = decode.with_compute_dtype(model, compute)
   stacked = _time_decoding(model, *opts) if compare_stacked else None
   fast = decode.unrolled(model)
   del model  # the stacked layer weights go; the copy keeps what it shares
@@ -124,6 +126,7 @@ def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
   out = {
       "params": n_params,
       "weight_dtype": dtype,
+      "compute_dtype": jnp.dtype(compute).name,
       "compile_s": ours["compile_s"],
       "ms_per_frame_median": 1e3 * frame_s,
       "frame_ms_of_audio": 1e3 * frame_seconds,

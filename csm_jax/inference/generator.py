@@ -64,9 +64,10 @@ class Generator:
 
   def __init__(self, config, graphdef, params, tokenizer, codec):
     self.config, self.tokenizer, self.codec = config, tokenizer, codec
-    # Decoding runs on per-layer weights (decode.unrolled): several times
-    # faster per frame on CPU than slices of the stacked training layout.
-    fast = decode.unrolled(nnx.merge(graphdef, params))
+    # Decoding runs on per-layer weights (decode.unrolled), in f32 on CPU
+    # (decode.compute_dtype_for_platform).
+    fast = decode.unrolled(nnx.merge(graphdef, params),
+                           decode.compute_dtype_for_platform(config.model.dtype))
     self.graphdef, self.params = nnx.split(fast)
     m = config.model
     self.n = m.n_codebooks

@@ -101,5 +101,10 @@ class Attention(nnx.Module):
     out = jax.nn.dot_product_attention(q, k, v, mask=mask,
                                        implementation=self.impl)
     out = constrain(out, ("batch", "seq", "act_heads", "head_dim"))
-    y = jnp.einsum("btnh,nhd->btd", out, self.wo[...].astype(dt))
+    b, t, n, h = out.shape
+    # One (B, T, N*H) x (N*H, D) product: as a 4-d einsum XLA:CPU chose a
+    # layout that transposed and copied all of wo on every decoding call.
+    out = out.reshape(b, t, n * h)
+    wo = self.wo[...].astype(dt).reshape(n * h, -1)
+    y = jnp.einsum("btk,kd->btd", out, wo)
     return y, new_cache
