@@ -30,8 +30,10 @@ _LEVELS = flags.DEFINE_integer(
     "levels", None, "Adaptive quality: generate only the first k codebooks.")
 _FPC = flags.DEFINE_integer("frames_per_call", 4,
                             "Frames per compiled call (the streaming chunk).")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
-                           "Weights at inference (float32 is fastest on CPU).")
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "auto", ["auto", "float32", "bfloat16"],
+    "Weights at inference. auto: float32 on CPU (XLA:CPU widens bf16 weights "
+    "on every call, which is slower), the exported dtype on accelerators.")
 flags.mark_flag_as_required("checkpoint")
 
 

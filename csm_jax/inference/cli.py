@@ -24,7 +24,12 @@ from csm_jax.inference.export import (RUN_CONFIG, TOKENIZER, ExportError,
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
 
 
-def load_generator(checkpoint: str, dtype: str = "float32") -> Generator:
+def load_generator(checkpoint: str, dtype: str = "auto") -> Generator:
+  """A Generator for an export or a training workdir.
+
+  ``dtype``: "auto" (f32 weights on CPU, the stored dtype elsewhere),
+  "float32" or "bfloat16".
+  """
   from csm_jax.text import TextTokenizer  # pylint: disable=g-import-not-at-top
   directory = checkpoint
   if not os.path.exists(os.path.join(checkpoint, "export.json")):
@@ -33,7 +38,7 @@ def load_generator(checkpoint: str, dtype: str = "float32") -> Generator:
                         "workdir")
     directory = tempfile.mkdtemp(prefix="csm_export_")
     export(checkpoint, directory, dtype="float32")
-  ex = load_export(directory, dtype=dtype)
+  ex = load_export(directory)
   tok_path = os.path.join(directory, TOKENIZER)
   if not os.path.exists(tok_path):
     raise ExportError(f"{tok_path} is missing: the model was not trained on "
@@ -43,7 +48,8 @@ def load_generator(checkpoint: str, dtype: str = "float32") -> Generator:
     raise ExportError(f"{codec_dir} is missing: no codec to turn codes into "
                       "audio")
   return Generator(ex.config, ex.graphdef, ex.params["model"],
-                   TextTokenizer.load(tok_path), CodecHandle.load(codec_dir))
+                   TextTokenizer.load(tok_path), CodecHandle.load(codec_dir),
+                   weight_dtype=dtype)
 
 
 def read_context(path: str | None, sample_rate: int, base: str = "") -> list:

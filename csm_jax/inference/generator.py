@@ -62,12 +62,22 @@ class Chunk:
 class Generator:
   """CSM generation with a codec and tokenizer; see the module docstring."""
 
-  def __init__(self, config, graphdef, params, tokenizer, codec):
+  def __init__(self, config, graphdef, params, tokenizer, codec,
+               weight_dtype: str | None = "auto"):
     self.config, self.tokenizer, self.codec = config, tokenizer, codec
-    # Decoding runs on per-layer weights (decode.unrolled), in f32 on CPU
-    # (decode.compute_dtype_for_platform).
-    fast = decode.unrolled(nnx.merge(graphdef, params),
-                           decode.compute_dtype_for_platform(config.model.dtype))
+    # Decoding runs on per-layer weights (decode.unrolled) and computes in
+    # f32 on CPU (decode.compute_dtype_for_platform). ``weight_dtype``:
+    # "auto" widens stored bf16 weights on CPU too, a dtype name casts the
+    # weights to it, None keeps them as given.
+    if weight_dtype == "auto":
+      params = decode.params_for_platform(params)
+    elif weight_dtype is not None:
+      params = jax.tree.map(
+          lambda x: x.astype(weight_dtype)
+          if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+    fast = decode.unrolled(
+        nnx.merge(graphdef, params),
+        decode.compute_dtype_for_platform(config.model.dtype))
     self.graphdef, self.params = nnx.split(fast)
     m = config.model
     self.n = m.n_codebooks
@@ -159,12 +169,12 @@ class Generator:
     key = jax.random.key(s.seed)
     made = 0
     while made < budget and not all(done):
+      # Always a whole chunk: a shorter last call would compile a new step
+      # (seconds) to save a few frames; the surplus is dropped.
       frames = min(s.frames_per_call, budget - made)
-      if frames != s.frames_per_call:
-        step = self._step(frames, s.top_k, s.top_p, s.n_levels)
       codes, state = step(self.params, state, jax.random.fold_in(key, made),
                           jnp.asarray(temps))
-      codes = np.asarray(codes).transpose(1, 0, 2)  # (B, F, N)
+      codes = np.asarray(codes).transpose(1, 0, 2)[:, :frames]  # (B, F, N)
       made += frames
       out = []
       for b, c in enumerate(codes):

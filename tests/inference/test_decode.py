@@ -114,3 +114,20 @@ def test_top_k_and_top_p_respect_their_bounds():
     assert set(np.unique(np.asarray(draws)[:, r])) <= set(top3[r])
   greedy = sample(logits, jax.random.key(0), 0.0)
   np.testing.assert_array_equal(greedy, jnp.argmax(logits, -1))
+
+
+def test_platform_precision_policy():
+  tree = {"w": jnp.ones((2, 2), jnp.bfloat16), "ids": jnp.ones((2,), jnp.int32)}
+  cpu = decode.params_for_platform(tree, "cpu")
+  assert cpu["w"].dtype == jnp.float32 and cpu["ids"].dtype == jnp.int32
+  assert decode.params_for_platform(tree, "gpu")["w"].dtype == jnp.bfloat16
+  assert decode.compute_dtype_for_platform("bfloat16", "cpu") == jnp.float32
+  assert decode.compute_dtype_for_platform("bfloat16", "tpu") == jnp.bfloat16
+  c = tiny_config(model__dtype="bfloat16")
+  model = CSM(c.model, nnx.Rngs(params=0))
+  fast = decode.unrolled(model, jnp.float32)
+  assert fast.backbone.blocks[0].attn.dtype == jnp.float32
+  assert fast.decoder.cache_dtype == jnp.float32
+  assert model.backbone.layers.attn.dtype == jnp.bfloat16  # original untouched
+  state = decode.init_state(fast, 1, 16)
+  assert state["k"][0].dtype == jnp.float32
