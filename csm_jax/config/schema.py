@@ -68,6 +68,11 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.audio_window = 2048
   # Compute amortization: the depth decoder trains on this share of frames.
   m.decoder_frame_fraction = 1.0 / 16
+  # Hierarchical codebooks (research plan 2.3): codebooks below
+  # critical_codebooks train every step; of the detail codebooks above,
+  # detail_codebooks_per_step are drawn each step. 0 trains all, always.
+  m.critical_codebooks = 0
+  m.detail_codebooks_per_step = 0
   m.text_loss_weight = 0.0
   m.dtype = "float32"
   m.param_dtype = "float32"
@@ -196,6 +201,16 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
            f"must exceed codebook_size {m.codebook_size} (special ids)")
     _check(0.0 < m.decoder_frame_fraction <= 1.0, "model.decoder_frame_fraction",
            f"must be in (0, 1], got {m.decoder_frame_fraction}")
+    if m.critical_codebooks:
+      _check(1 <= m.critical_codebooks < m.n_codebooks,
+             "model.critical_codebooks",
+             f"must be in [1, n_codebooks={m.n_codebooks}) or 0 (off), got "
+             f"{m.critical_codebooks}")
+      detail = m.n_codebooks - m.critical_codebooks
+      _check(1 <= m.detail_codebooks_per_step <= detail,
+             "model.detail_codebooks_per_step",
+             f"must be in [1, {detail}] (the detail codebooks) when "
+             f"critical_codebooks is set, got {m.detail_codebooks_per_step}")
     _check(m.text_window >= 1, "model.text_window", "must be >= 1")
     _check(m.audio_window >= 1, "model.audio_window", "must be >= 1")
     _check(m.cond_dim >= 0, "model.cond_dim", "must be >= 0")
@@ -243,8 +258,17 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
                f"{kv} kv heads cannot be split over tensor={tensor}")
 
 
+# Model fields that change how a run trains or computes but not what its
+# checkpoint holds: a run may resume with other values.
+TRAINING_ONLY_MODEL_FIELDS = (
+    "decoder_frame_fraction", "critical_codebooks", "detail_codebooks_per_step",
+    "remat", "scan_layers", "attention_impl", "dtype", "init_std")
+
+
 def structural_fields(c) -> dict[str, Any]:
   """The part of a config a checkpoint depends on (shapes, vocab, task)."""
   if c.task == "codec":
     return {"task": c.task, "codec": c.codec.to_dict()}
-  return {"task": c.task, "model": c.model.to_dict()}
+  model = {k: v for k, v in c.model.to_dict().items()
+           if k not in TRAINING_ONLY_MODEL_FIELDS}
+  return {"task": c.task, "model": model}

@@ -105,11 +105,13 @@ class CSM(nnx.Module):
     return h
 
   # -- depth decoder ---------------------------------------------------------
-  def decoder_logits(self, h, codes):
+  def decoder_logits(self, h, codes, levels=None):
     """Logits for codebooks 1..N-1 given backbone states and the frame codes.
 
     h: (M, W) backbone states; codes: (M, N) the frame's codes (teacher
-    forcing). Returns (M, N-1, audio_vocab).
+    forcing). Returns (M, N-1, audio_vocab), or (M, L, audio_vocab) for the
+    codebooks ``levels`` (L ints in 1..N-1) only: the decoder still runs over
+    the whole frame, but only those heads and logits are computed.
     """
     n = self.n_codebooks
     emb = self.audio_embed(self.audio_ids(codes[:, :n - 1]))  # (M, N-1, W)
@@ -118,8 +120,11 @@ class CSM(nnx.Module):
     m = x.shape[0]
     pos = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (m, n))
     hd, _ = self.decoder(x, pos, causal_mask(m, n))
-    return jnp.einsum("mcd,cdv->mcv", hd[:, 1:],
-                      self.audio_head[...].astype(hd.dtype))
+    heads = self.audio_head[...].astype(hd.dtype)
+    if levels is None:
+      return jnp.einsum("mcd,cdv->mcv", hd[:, 1:], heads)
+    return jnp.einsum("mcd,cdv->mcv", jnp.take(hd, levels, axis=1),
+                      jnp.take(heads, levels - 1, axis=0))
 
   def __call__(self, audio_tokens, text_tokens, mask, positions, segment_ids,
                cond=None, prefix=None):

@@ -4,6 +4,8 @@ Codebook 0 is trained on every target frame; the depth decoder only on a
 random subset of target frames per example (``decoder_frame_fraction``,
 Sesame: 1/16), drawn from the step's RNG. The subset has a static size so the
 step compiles once; examples with fewer target frames pad it with zero weight.
+Optionally the decoder's codebooks are trained hierarchically as well
+(``sample_levels``): the first ones every step, a random few of the rest.
 """
 
 from __future__ import annotations
@@ -40,9 +42,31 @@ def target_weights(batch):
   return audio_w.astype(jnp.float32), text_w.astype(jnp.float32)
 
 
+def sample_levels(rng, n_codebooks: int, critical: int,
+                  detail_per_step: int) -> jax.Array:
+  """The decoder codebooks (1..N-1) trained this step, sorted.
+
+  All of them when ``critical`` is 0; else 1..critical-1 plus
+  ``detail_per_step`` distinct draws from critical..N-1.
+  """
+  if not critical:
+    return jnp.arange(1, n_codebooks, dtype=jnp.int32)
+  noise = jax.random.uniform(rng, (n_codebooks - critical,))
+  _, picked = jax.lax.top_k(noise, detail_per_step)
+  detail = jnp.sort(picked.astype(jnp.int32) + critical)
+  return jnp.concatenate([jnp.arange(1, critical, dtype=jnp.int32), detail])
+
+
 def csm_loss(model, batch, rng, decoder_fraction: float,
-             text_loss_weight: float = 0.0, cond=None, prefix=None):
-  """Returns (total loss, metrics) for one batch."""
+             text_loss_weight: float = 0.0, cond=None, prefix=None,
+             critical_codebooks: int = 0, detail_per_step: int = 0):
+  """Returns (total loss, metrics) for one batch.
+
+  With ``critical_codebooks`` C > 0 (hierarchical codebooks), codebooks
+  1..C-1 are trained every step and ``detail_per_step`` of the detail
+  codebooks C..N-1 are drawn per step; the detail loss is scaled so that the
+  total is an unbiased estimate of the all-codebook total.
+  """
   n = model.n_codebooks
   h, logits0 = model(batch["audio_tokens"], batch["text_tokens"],
                      batch["mask"], batch["positions"], batch["segment_ids"],
@@ -65,16 +89,30 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
   sel_h = jnp.take_along_axis(h_prev, idx[..., None], axis=1)
   sel_codes = jnp.take_along_axis(targets, idx[..., None], axis=1)
   sel_h = constrain(sel_h, ("batch", "seq", "act_embed"))
+  hierarchical = bool(critical_codebooks)
+  levels = sample_levels(jax.random.fold_in(rng, 1), n, critical_codebooks,
+                         detail_per_step)
   logits = model.decoder_logits(sel_h.reshape(b * k, -1),
-                                sel_codes.reshape(b * k, n))
-  logits = logits.reshape(b, k, n - 1, -1)
+                                sel_codes.reshape(b * k, n),
+                                levels if hierarchical else None)
+  logits = logits.reshape(b, k, levels.shape[0], -1)
+  level_targets = jnp.take(sel_codes, levels, axis=2)
   dec_losses = []
-  for i in range(1, n):
-    li, ai = _ce(logits[:, :, i - 1], sel_codes[..., i], sel_w)
-    metrics[f"loss/cb{i}"] = li
-    metrics[f"acc/cb{i}"] = ai
-    dec_losses.append(li)
-  dec_loss = jnp.mean(jnp.stack(dec_losses))
+  for j in range(levels.shape[0]):
+    lj, aj = _ce(logits[:, :, j], level_targets[..., j], sel_w)
+    dec_losses.append(lj)
+    if not hierarchical or j < critical_codebooks - 1:
+      # Position j is codebook j + 1 (the detail positions vary per step).
+      metrics[f"loss/cb{j + 1}"] = lj
+      metrics[f"acc/cb{j + 1}"] = aj
+  if hierarchical:
+    n_crit = critical_codebooks - 1
+    detail = jnp.mean(jnp.stack(dec_losses[n_crit:]))
+    metrics["loss/detail_sampled"] = detail
+    dec_loss = (sum(dec_losses[:n_crit], jnp.zeros(()))
+                + (n - critical_codebooks) * detail) / (n - 1)
+  else:
+    dec_loss = jnp.mean(jnp.stack(dec_losses))
   metrics["loss/decoder"] = dec_loss
   metrics["frames/decoder"] = jnp.sum(sel_w)
   # Every codebook weighs the same in the total, as in a flat prediction.
@@ -115,5 +153,7 @@ def count_flops(config, batch_size: int) -> float:
   frames = batch_size * decoder_frames_per_example(t, m.decoder_frame_fraction)
   decoder = stack_flops(ds, frames * n, n / 2)
   decoder += 2 * frames * n * bs.width * ds.width  # projection
-  decoder += 2 * frames * (n - 1) * ds.width * m.audio_vocab
+  heads_trained = (m.critical_codebooks - 1 + m.detail_codebooks_per_step
+                   if m.critical_codebooks else n - 1)
+  decoder += 2 * frames * heads_trained * ds.width * m.audio_vocab
   return 3.0 * (backbone + heads + decoder)

@@ -55,7 +55,9 @@ class CSMTask(Task):
     del step
     m = self.config.model
     total, metrics = csm_loss(model, batch, rng, m.decoder_frame_fraction,
-                              m.text_loss_weight)
+                              m.text_loss_weight,
+                              critical_codebooks=m.critical_codebooks,
+                              detail_per_step=m.detail_codebooks_per_step)
     return {"model": total}, metrics
 
   def eval_fn(self, model, batch, rng):

@@ -125,8 +125,10 @@ def check_workdir_config(workdir: str, structural: dict) -> None:
     except json.JSONDecodeError as e:
       raise WorkdirError(f"{path} is not valid JSON: {e}") from e
     want = json.loads(json.dumps(structural))
-    if saved != want:
-      diffs = _diff(saved, want)
+    # Only what this version counts as structural is compared: fields an
+    # older version recorded beyond that do not make its runs incompatible.
+    diffs = _diff(saved, want)
+    if diffs:
       raise WorkdirError(
           f"workdir {workdir} holds a run of an incompatible config "
           f"(differs in {', '.join(diffs[:8])}); use a new --workdir or the "
@@ -137,10 +139,11 @@ def check_workdir_config(workdir: str, structural: dict) -> None:
     path.write_text(json.dumps(structural, indent=2, sort_keys=True))
 
 
-def _diff(a, b, prefix="") -> list[str]:
-  if isinstance(a, dict) and isinstance(b, dict):
+def _diff(saved, want, prefix="") -> list[str]:
+  """Fields of ``want`` that ``saved`` lacks or holds with another value."""
+  if isinstance(saved, dict) and isinstance(want, dict):
     out = []
-    for k in sorted(set(a) | set(b)):
-      out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+    for k in sorted(want):
+      out += _diff(saved.get(k), want[k], f"{prefix}{k}.")
     return out
-  return [] if a == b else [f"{prefix[:-1]} ({a!r} vs {b!r})"]
+  return [] if saved == want else [f"{prefix[:-1]} ({saved!r} vs {want!r})"]

@@ -100,6 +100,22 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     train_and_evaluate(other, wd)
 
 
+def test_training_only_fields_may_change_on_resume(tmp_path):
+  from csm_jax.config.schema import structural_fields
+  from csm_jax.training.checkpoint import check_workdir_config
+  wd = str(tmp_path)
+  check_workdir_config(wd, structural_fields(tiny_config()))
+  changed = tiny_config(model__decoder_frame_fraction=0.5,
+                        model__critical_codebooks=2,
+                        model__detail_codebooks_per_step=1,
+                        model__remat="full")
+  check_workdir_config(wd, structural_fields(changed))  # accepted
+  wider = tiny_config()
+  wider.model.decoder.mlp = 96
+  with pytest.raises(WorkdirError, match="model.decoder.mlp"):
+    check_workdir_config(wd, structural_fields(wider))
+
+
 def test_corrupt_checkpoint_gives_clear_error(tmp_path):
   wd = str(tmp_path)
   train_and_evaluate(tiny_config(train__steps=2, train__ckpt_every=2), wd)
