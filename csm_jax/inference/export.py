@@ -110,6 +110,7 @@ class Export:
 
 def load_export(directory: str, dtype: str | None = None) -> Export:
   """Loads an export; ``dtype`` (e.g. float32 on CPU) recasts the weights."""
+  directory = ckpt.absolute_workdir(directory)  # Orbax wants absolute paths
   config = load_config_json(os.path.join(directory, "config.json"))
   info_path = os.path.join(directory, "export.json")
   info = json.load(open(info_path)) if os.path.exists(info_path) else {}

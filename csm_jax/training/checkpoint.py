@@ -77,8 +77,17 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 # -- manager -------------------------------------------------------------------
 
 
+def absolute_workdir(workdir: str) -> str:
+  """``workdir`` as an absolute path; URLs (gs://...) are left as they are.
+
+  Orbax refuses relative checkpoint paths, and a relative path would also
+  change meaning if the process changed directory.
+  """
+  return workdir if "://" in workdir else os.path.abspath(workdir)
+
+
 def make_manager(workdir: str, keep: int, async_save: bool = True):
-  directory = epath.Path(workdir) / "checkpoints"
+  directory = epath.Path(absolute_workdir(workdir)) / "checkpoints"
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True,
       enable_async_checkpointing=async_save)

@@ -83,7 +83,7 @@ class Trainer:
                devices=None):
     n_dev = len(devices) if devices is not None else jax.device_count()
     schema.validate(config, n_devices=n_dev, n_processes=jax.process_count())
-    self.config, self.workdir = config, workdir
+    self.config, self.workdir = config, ckpt.absolute_workdir(workdir)
     self.task = task or make_task(config)
     self.mesh = make_mesh(config, devices)
     self.builder = StateBuilder.create(self.task, config)

@@ -100,6 +100,18 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     train_and_evaluate(other, wd)
 
 
+def test_relative_workdir_checkpoints_and_resumes(tmp_path, monkeypatch):
+  # The README's command passes a relative --workdir; Orbax wants absolute.
+  monkeypatch.chdir(tmp_path)
+  out = train_and_evaluate(tiny_config(train__steps=2, train__ckpt_every=1),
+                           "runs/rel")
+  assert out["step"] == 2
+  assert (tmp_path / "runs" / "rel" / "checkpoints" / "2").is_dir()
+  out = train_and_evaluate(tiny_config(train__steps=3, train__ckpt_every=1),
+                           "runs/rel")
+  assert out["step"] == 3
+
+
 def test_training_only_fields_may_change_on_resume(tmp_path):
   from csm_jax.config.schema import structural_fields
   from csm_jax.training.checkpoint import check_workdir_config
