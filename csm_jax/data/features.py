@@ -64,15 +64,6 @@ def _warm_pyin(librosa) -> None:
   _pyin(librosa, (0.3 * np.sin(2 * np.pi * 150.0 * t)).astype(np.float32))
 
 
-def warm_up() -> None:
-  """Compiles (or loads) librosa's pyin kernels in this process.
-
-  Done before a process pool starts, so forked workers inherit the compiled
-  kernels and spawned ones find a finished on-disk cache.
-  """
-  librosa_safe.librosa("pyin", _warm_pyin)
-
-
 def f0_track(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
   """(f0 Hz with NaN where unvoiced, voiced flags), one per 40 ms frame."""
   librosa = librosa_safe.librosa("pyin", _warm_pyin)

@@ -48,7 +48,7 @@ def librosa(name: str = "import", warm_up: Callable[[object], None] | None
   import is itself a warm-up because librosa compiles its signature-typed
   kernels when their modules load.
   """
-  if name in _warmed and "import" in _warmed:
+  if name in _warmed:  # "import" is always warmed first
     import librosa as lr  # pylint: disable=g-import-not-at-top
     return lr
   with _thread_lock, _machine_lock():

@@ -244,11 +244,6 @@ def synthesize_all(plans: Sequence[ConversationSpec],
           bar.update(1)
         yield conv
       return
-    if with_features:
-      # Compile librosa's numba kernels here, once: workers then load the
-      # on-disk cache instead of racing to write it.
-      from csm_jax.data import features
-      features.warm_up()
     ctx = multiprocessing.get_context(start_method or default_start_method())
     with futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
       pending: collections.deque = collections.deque()

@@ -43,6 +43,13 @@ def compute_dtype_for_platform(dtype, platform: str | None = None):
   return jnp.float32 if platform == "cpu" else jnp.dtype(dtype)
 
 
+def cast_floating(tree, dtype):
+  """``tree`` with its floating leaves cast to ``dtype`` (ints untouched)."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
+      else x, tree)
+
+
 def params_for_platform(params, platform: str | None = None):
   """Floating parameters widened to f32 on CPU (see above); else unchanged.
 
@@ -52,9 +59,7 @@ def params_for_platform(params, platform: str | None = None):
   """
   if (platform or jax.default_backend()) != "cpu":
     return params
-  return jax.tree.map(
-      lambda x: x.astype(jnp.float32)
-      if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+  return cast_floating(params, jnp.float32)
 
 
 def with_compute_dtype(model, dtype):
@@ -62,12 +67,15 @@ def with_compute_dtype(model, dtype):
 
   Parameters keep their stored dtype; call outside ``jit``.
   """
-  m = nnx.merge(*nnx.split(model))
-  for _, module in nnx.iter_modules(m):
+  return _set_compute_dtype(nnx.merge(*nnx.split(model)), dtype)
+
+
+def _set_compute_dtype(model, dtype):
+  for _, module in nnx.iter_modules(model):
     for attr in ("dtype", "cache_dtype"):
       if hasattr(module, attr):
         setattr(module, attr, jnp.dtype(dtype))
-  return m
+  return model
 
 
 def unrolled(model, compute_dtype=None):
@@ -82,7 +90,7 @@ def unrolled(model, compute_dtype=None):
   if not isinstance(m.backbone, UnrolledTransformer):
     m.backbone = UnrolledTransformer(m.backbone)
     m.decoder = UnrolledTransformer(m.decoder)
-  return m if compute_dtype is None else with_compute_dtype(m, compute_dtype)
+  return m if compute_dtype is None else _set_compute_dtype(m, compute_dtype)
 
 
 def init_state(model, batch: int, max_len: int, dtype=None) -> dict:

@@ -22,6 +22,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from csm_jax.inference.decode import cast_floating
 from csm_jax.parallel.mesh import make_mesh
 from csm_jax.training import checkpoint as ckpt
 from csm_jax.training.state import StateBuilder, abstract_with_shardings
@@ -49,12 +50,6 @@ def load_config_json(path: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def _cast(tree, dtype):
-  return jax.tree.map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-      tree)
-
-
 def export(workdir: str, out: str, dtype: str = "bfloat16",
            step: int | None = None) -> dict:
   """Writes an inference checkpoint of ``workdir``'s latest (or given) step."""
@@ -71,7 +66,7 @@ def export(workdir: str, out: str, dtype: str = "bfloat16",
     raise ExportError(f"{workdir}/checkpoints holds no committed checkpoint")
   state = ckpt.restore(manager, step, target, iterator=None)
   manager.close()
-  params = _cast(state["params"], jnp.dtype(dtype))
+  params = cast_floating(state["params"], jnp.dtype(dtype))
   out = os.path.abspath(out)
   if os.path.exists(os.path.join(out, "params")):
     raise ExportError(f"{out}/params exists; choose a new --out")
@@ -125,5 +120,5 @@ def load_export(directory: str, dtype: str | None = None) -> Export:
       raise ExportError(f"{directory}/params could not be restored: "
                         f"{type(e).__name__}: {str(e)[:300]}") from e
   if dtype is not None:
-    params = _cast(params, jnp.dtype(dtype))
+    params = cast_floating(params, jnp.dtype(dtype))
   return Export(config, builder.graphdef, params, info, directory)

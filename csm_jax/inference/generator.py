@@ -72,9 +72,7 @@ class Generator:
     if weight_dtype == "auto":
       params = decode.params_for_platform(params)
     elif weight_dtype is not None:
-      params = jax.tree.map(
-          lambda x: x.astype(weight_dtype)
-          if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+      params = decode.cast_floating(params, jnp.dtype(weight_dtype))
     fast = decode.unrolled(
         nnx.merge(graphdef, params),
         decode.compute_dtype_for_platform(config.model.dtype))
