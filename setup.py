@@ -24,7 +24,11 @@ setup(
         "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "pytest-timeout==2.4.0",
                  "chex==0.1.92",
                  # headless execution of launch/colab.ipynb
-                 "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+                 "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0",
+                 # the listening test's headless-browser test
+                 "selenium==4.51.0",
+                 # the layer contracts of .importlinter (lint-imports)
+                 "import-linter==2.16"],
         # libtpu, for ahead-of-time compilation for TPU topologies on a CPU
         # host; never needed to train on CPU or GPU.
         "tpu": ["jax[tpu]==0.10.2"],

@@ -13,7 +13,7 @@ def get_config(arg=None):
       train__steps=300, train__lr=1e-3, train__warmup_steps=20,
       train__log_every=10, train__eval_every=100, train__ckpt_every=100,
       model__text_loss_weight=0.1, model__decoder_frame_fraction=0.25,
-      model__text_window=64, model__audio_window=256, model__max_seq_len=1024,
+      model__text_window=64, model__audio_window=256, model__max_seq_len=512,
       data__seq_len=512, data__batch_size=4,
       # ~10 CPU minutes of codec training on first run.
       data__codec_steps=500)

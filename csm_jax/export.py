@@ -19,8 +19,8 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv):
   del argv
   # pylint: disable=g-import-not-at-top
-  from csm_jax.inference.export import export
-  from csm_jax.training.reporting import quiet_library_logs
+  from csm_jax.store.export import export
+  from csm_jax.cli.logs import quiet_library_logs
   quiet_library_logs()
   info = export(_WORKDIR.value, _OUT.value, _DTYPE.value, _STEP.value)
   print(f"exported step {info['step']} of {info['source']} to {_OUT.value} "

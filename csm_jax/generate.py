@@ -42,11 +42,12 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   from csm_jax.inference import cli
   from csm_jax.inference.generator import Sampling
-  from csm_jax.training.reporting import quiet_library_logs
+  from csm_jax.inference.loading import load_generator
+  from csm_jax.cli.logs import quiet_library_logs
   quiet_library_logs()
   if not _TEXT.value and not _BATCH.value:
     raise app.UsageError("give --text=... or --batch=FILE")
-  gen = cli.load_generator(_CKPT.value, _DTYPE.value)
+  gen = load_generator(_CKPT.value, _DTYPE.value)
   sampling = Sampling(temperature=_TEMP.value, top_k=_TOP_K.value,
                       top_p=_TOP_P.value, seed=_SEED.value,
                       max_seconds=_MAX_S.value, n_levels=_LEVELS.value,

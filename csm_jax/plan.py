@@ -41,9 +41,9 @@ def main(argv):
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")
-  from csm_jax.parallel.plan import (PlanDoesNotFit, check_fits, format_plan,
+  from csm_jax.training.plan import (PlanDoesNotFit, check_fits, format_plan,
                                      make_plan)
-  from csm_jax.training.reporting import quiet_library_logs
+  from csm_jax.cli.logs import quiet_library_logs
   quiet_library_logs()
   try:
     report = make_plan(config, name)

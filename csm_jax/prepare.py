@@ -9,7 +9,8 @@ Real corpora can build on Apache Beam: --beam_pipeline_options=
 "runner=DirectRunner,direct_num_workers=4" (see docs/data.md). Output goes
 to --data_dir, else $CSM_JAX_DATA_DIR, else ~/csm_jax_data, as tfds
 ArrayRecord files readable with the ``grain_dataset`` of each module
-(``tfds_dialogues``, ``tfds_manifest``, ``tfds_dailytalk``).
+(``csm_jax.data.corpora``: ``synthetic``, ``manifest_builder``,
+``dailytalk``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-DATASETS = ("synthetic_dialogues", "manifest_dialogues", "dailytalk")
+from csm_jax.data.corpora.registry import DATASETS
 
 _DATASET = flags.DEFINE_enum("dataset", "synthetic_dialogues", DATASETS,
                              "which dataset to build")
@@ -31,7 +32,8 @@ _SIZE = flags.DEFINE_enum("size", "default",
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "output root; default "
                                 "$CSM_JAX_DATA_DIR or ~/csm_jax_data")
 _WORKERS = flags.DEFINE_integer("num_workers", None, "synthesis/feature "
-                                "processes; default: all CPU cores")
+                                "worker processes; default: one per CPU "
+                                "core; 0 synthesizes in this process")
 _MANIFEST = flags.DEFINE_string("manifest", None, "manifest_dialogues: the "
                                 "JSONL conversation manifest to build")
 _NAME = flags.DEFINE_string("name", None, "manifest_dialogues: dataset "
@@ -44,48 +46,12 @@ _BEAM = flags.DEFINE_string("beam_pipeline_options", None, "build real "
                             "separated options, e.g. runner=DirectRunner")
 
 
-def beam_options(spec: str | None):
-  """Beam PipelineOptions from "runner=X,k=v" (None when not given)."""
-  if not spec:
-    return None
-  from tensorflow_datasets.core import lazy_imports_lib
-  beam = lazy_imports_lib.lazy_imports.apache_beam
-  return beam.options.pipeline_options.PipelineOptions(
-      flags=[f"--{opt.strip()}" for opt in spec.split(",") if opt.strip()])
-
-
-def prepare_dataset(dataset: str, size: str, data_dir: str | None = None,
-                    num_workers: int | None = None, *,
-                    manifest: str | None = None, name: str | None = None,
-                    manual_dir: str | None = None,
-                    beam_pipeline_options: str | None = None) -> str:
-  """Builds ``dataset`` (at ``size`` when synthetic); returns its directory."""
-  if dataset not in DATASETS:
-    raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
-  if dataset == "manifest_dialogues":
-    if not manifest:
-      raise ValueError("--dataset=manifest_dialogues needs --manifest=PATH")
-    from csm_jax.data import tfds_manifest
-    return str(tfds_manifest.prepare(
-        manifest, name, data_dir,
-        beam_options=beam_options(beam_pipeline_options)).data_dir)
-  if dataset == "dailytalk":
-    if not manual_dir:
-      raise ValueError("--dataset=dailytalk needs --manual_dir=DIR (the "
-                       "extracted DailyTalk download)")
-    from csm_jax.data import tfds_dailytalk
-    return str(tfds_dailytalk.prepare(
-        manual_dir, data_dir,
-        beam_options=beam_options(beam_pipeline_options)).data_dir)
-  from csm_jax.data import tfds_dialogues
-  b = tfds_dialogues.prepare(size, data_dir, num_workers=num_workers)
-  return str(b.data_dir)
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  from csm_jax.data.manifest import ManifestError
+  # pylint: disable=g-import-not-at-top
+  from csm_jax.data.corpora.manifest import ManifestError
+  from csm_jax.data.corpora.registry import prepare_dataset
   try:
     out = prepare_dataset(_DATASET.value, _SIZE.value, _DATA_DIR.value,
                           _WORKERS.value, manifest=_MANIFEST.value,

@@ -22,8 +22,8 @@ def main(argv):
   del argv
   initialize_distributed()  # before anything queries the backend
   # pylint: disable=g-import-not-at-top
-  from csm_jax.training.reporting import quiet_library_logs
-  from csm_jax.training.trainer import train_and_evaluate
+  from csm_jax.cli.logs import quiet_library_logs
+  from csm_jax.training.run import train_and_evaluate
   quiet_library_logs()
   result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   logging.info("finished at step %d", result["step"])

@@ -32,7 +32,7 @@ CELLS = [
         "import matplotlib.pyplot as plt\n"
         "from csm_jax.config import make_config\n"
         "from csm_jax.config.presets import apply_overrides\n"
-        "from csm_jax.training.trainer import train_and_evaluate\n"
+        "from csm_jax.training.run import train_and_evaluate\n"
         "\n"
         "WORKDIR = os.environ.get('CSM_WORKDIR', '/content/csm_run')\n"
         "SMALL = os.environ.get('CSM_NOTEBOOK_SMALL') == '1'  # set by tests\n"
@@ -61,11 +61,11 @@ CELLS = [
         "ax.set_title('CSM training loss'); plt.show()"),
     new_markdown_cell("## Speak a reply in a conversation"),
     new_code_cell(
-        "from csm_jax.inference.cli import load_generator\n"
+        "from csm_jax.inference.loading import load_generator\n"
         "from csm_jax.inference.generator import ContextTurn, Sampling\n"
         "gen = load_generator(WORKDIR)\n"
         "sr = gen.codec.sample_rate\n"
-        "from csm_jax.data.espeak import synthesize\n"
+        "from csm_jax.data.synthetic.espeak import synthesize\n"
         "prompt = synthesize('Did you see the match last night?', voice='en-us',\n"
         "                    sample_rate=sr)\n"
         "out = gen.generate('I did, what a finish that was!', 1,\n"

@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 
 from csm_jax.bench.train_bench import bench_train
-from csm_jax.training.tasks import make_task
+from csm_jax.training.run import make_task
 
 
 def bench_data(config, workdir: str, batches: int = 50,
                train_steps: int = 5) -> dict:
-  task = make_task(config)
-  task.prepare(workdir)
+  task = make_task(config, workdir)
   t0 = time.perf_counter()
   it = iter(task.train_dataset(config.data.batch_size, 0))
   first = next(it)

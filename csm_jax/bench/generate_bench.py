@@ -18,13 +18,7 @@ from flax import nnx
 
 from csm_jax.inference import decode
 from csm_jax.model.csm import CSM
-from csm_jax.training.reporting import best_time
-
-
-def measured_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
-  """Bytes/s of one device reading a large f32 array (best of repeats)."""
-  x = jnp.ones((n_bytes // 4,), jnp.float32)
-  return n_bytes / best_time(jax.jit(jnp.sum), x, repeats)
+from csm_jax.parallel.hardware import measured_bandwidth
 
 
 def weight_bytes_per_frame(model) -> int:
@@ -105,7 +99,7 @@ def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
   With ``compare_stacked`` the training layout (stacked layers, sliced per
   step) is timed in the same run and the speedup reported.
   """
-  from csm_jax.codec.config import frame_rate  # pylint: disable=g-import-not-at-top
+  from csm_jax.config.codec import frame_rate  # pylint: disable=g-import-not-at-top
   frame_seconds = 1.0 / frame_rate(config.codec)  # 80 ms for Mimi's 12.5 Hz
   model = CSM(config.model, nnx.Rngs(params=0))
   params = nnx.state(model, nnx.Param)

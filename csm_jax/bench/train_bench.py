@@ -14,7 +14,8 @@ import time
 import jax
 import numpy as np
 
-from csm_jax.training.reporting import PEAK_FLOPS, measured_matmul_peak
+from csm_jax.parallel.hardware import datasheet_peak, measured_matmul_peak
+from csm_jax.training.run import make_task
 from csm_jax.training.trainer import Trainer
 
 
@@ -25,7 +26,7 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
     config = config.copy_and_resolve_references()
     config.data.source = "synthetic_tokens"
   with tempfile.TemporaryDirectory() as wd:
-    tr = Trainer(config, wd)
+    tr = Trainer(config, wd, make_task(config))
     t0 = time.perf_counter()
     tr.compile()
     compile_s = time.perf_counter() - t0
@@ -45,8 +46,7 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
   flops = tr.task.flops_per_batch(tr.batch_size)
   unit, items = tr.task.items_per_batch(tr.batch_size)
   peak = measured_matmul_peak(2048) * jax.device_count()
-  kind = jax.devices()[0].device_kind.lower()
-  sheet = next((v for k, v in PEAK_FLOPS.items() if k in kind), None)
+  sheet = datasheet_peak()
   return {
       "params": tr.params, "devices": jax.device_count(),
       "compile_s": compile_s, "step_ms_median": 1e3 * step_s,

@@ -1,56 +1,77 @@
-"""Command line for the codec: encode, decode, round trip, evaluate, init, bench.
+"""Command line for the codec: encode, decode, round trip, evaluate, init.
 
-  python -m csm_jax.codec init --size debug /tmp/codec        # random weights
-  python -m csm_jax.codec encode --checkpoint DIR in.wav codes.npy
-  python -m csm_jax.codec decode --checkpoint DIR codes.npy out.wav
-  python -m csm_jax.codec roundtrip --checkpoint DIR in.wav out.wav
-  python -m csm_jax.codec evaluate --checkpoint DIR [--out_dir R] a.wav ...
-  python -m csm_jax.codec bench --size mimi --seconds 10
+  python -m csm_jax.codec init --size=debug /tmp/codec        # random weights
+  python -m csm_jax.codec encode --checkpoint=DIR in.wav codes.npy
+  python -m csm_jax.codec decode --checkpoint=DIR codes.npy out.wav
+  python -m csm_jax.codec roundtrip --checkpoint=DIR in.wav out.wav
+  python -m csm_jax.codec evaluate --checkpoint=DIR [--out_dir=R] a.wav ...
 
-DIR (``--codec`` is an alias) is a ``save_codec`` directory, a codec trainer
-workdir (its latest checkpoint is restored) or a CSM workdir (its
-``codec/export``). ``--levels`` uses the first n levels (default: all).
+DIR (``--codec`` is an alias) is a saved codec directory, a codec trainer
+workdir (its latest checkpoint is restored), or a CSM workdir or export
+(its codec). ``--levels=n`` uses the first n levels (default: all).
 Audio is read by ``csm_jax.codec.inputs.read_audio``: any rate and channel
 count, short clips padded; a bad file exits 1 naming the file and reason.
 ``evaluate`` writes report.json and mel.png (default: next to the first
 file, in ``<name>_codec_report/``) and prints the per-level table.
+Speed: ``python -m csm_jax.bench codec --config=configs/codec.py``.
+
+This module is the codec package's entrypoint: it is the one module of
+``csm_jax.codec`` allowed to reach the store layer (to open training runs).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
+from absl import app, flags
 from flax import nnx
 
-from csm_jax.codec import api
-from csm_jax.codec import bench
-from csm_jax.codec import config as cfg
-from csm_jax.codec import metrics, report
+from csm_jax.audio.io import write_wav
+from csm_jax.codec import api, metrics, report
 from csm_jax.codec.inputs import load_codes, read_audio
-from csm_jax.codec.io import load_any, save_codec
+from csm_jax.codec.io import save_codec
 from csm_jax.codec.model import init_codec
-from csm_jax.data.audio import write_wav
+from csm_jax.config import codec as cfg
+
+COMMANDS = {
+    "init": "OUT_DIR: write a randomly initialised codec (--size, --seed)",
+    "encode": "IN.wav OUT.npy: codes (frames x levels) of a wav",
+    "decode": "IN.npy OUT.wav: audio of codes",
+    "roundtrip": "IN.wav OUT.wav: encode then decode, with quality figures",
+    "evaluate": "A.wav [B.wav ...]: quality per number of levels + mel plot",
+}
+
+_CKPT = flags.DEFINE_string(
+    "checkpoint", None, "codec dir, codec trainer workdir, or CSM workdir or "
+    "export")
+flags.DEFINE_alias("codec", "checkpoint")
+_LEVELS = flags.DEFINE_integer(
+    "levels", None, "use the first n levels (default: all trained)")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "evaluate: report directory")
+_SIZE = flags.DEFINE_enum("size", "debug", list(cfg.SIZES),
+                          "init: codec row of the size table")
+_SEED = flags.DEFINE_integer("seed", 0, "init: initialisation seed")
+
+
+class UsageError(ValueError):
+  """Wrong subcommand or positional arguments."""
 
 
 def _load(directory):
+  from csm_jax.store.codecs import load_any  # pylint: disable=g-import-not-at-top
   codec, c = load_any(directory)
   graphdef, state = nnx.split(codec)
   return graphdef, state, c
 
 
-def _write(path, audio, sample_rate):
-  write_wav(path, np.asarray(audio, np.float32), sample_rate)
-
-
-def _evaluate(graphdef, state, c, args) -> int:
-  out_dir = args.out_dir or os.path.join(
-      os.path.dirname(os.path.abspath(args.files[0])),
-      os.path.splitext(os.path.basename(args.files[0]))[0] + "_codec_report")
-  rep = report.evaluate(graphdef, state, c, args.files, out_dir, args.levels)
-  print(f"{len(args.files)} files; levels  bitrate_bps  mel_distance  "
+def _evaluate(graphdef, state, c, files) -> int:
+  out_dir = _OUT_DIR.value or os.path.join(
+      os.path.dirname(os.path.abspath(files[0])),
+      os.path.splitext(os.path.basename(files[0]))[0] + "_codec_report")
+  rep = report.evaluate(graphdef, state, c, files, out_dir, _LEVELS.value)
+  print(f"{len(files)} files; levels  bitrate_bps  mel_distance  "
         "stft_distance  si_sdr_db  lag")
   for r in rep["results"]:
     print(f"{r['levels']:6d}  {r['bitrate_bps']:11.0f}  "
@@ -63,35 +84,48 @@ def _evaluate(graphdef, state, c, args) -> int:
   return 0
 
 
-def run(args) -> int:
-  if args.cmd == "init":
-    c = cfg.codec_config(args.size)
-    save_codec(args.out, init_codec(c, args.seed), c)
-    print(f"wrote a randomly initialised {args.size} codec to {args.out}")
+def _positional(cmd: str, args: list[str]) -> list[str]:
+  want = {"init": 1, "encode": 2, "decode": 2, "roundtrip": 2}
+  if cmd == "evaluate":
+    if not args:
+      raise UsageError("evaluate needs at least one wav file")
+  elif len(args) != want[cmd]:
+    raise UsageError(f"{cmd} takes {COMMANDS[cmd].split(':')[0]}")
+  if cmd != "init" and not _CKPT.value:
+    raise UsageError(f"{cmd} needs --checkpoint=DIR")
+  return args
+
+
+def run(argv: list[str]) -> int:
+  """Runs ``argv`` = [program, command, positional args...] (flags parsed)."""
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    raise UsageError("a command is required: " + ", ".join(COMMANDS))
+  cmd, args = argv[1], _positional(argv[1], argv[2:])
+  if cmd == "init":
+    c = cfg.codec_config(_SIZE.value)
+    save_codec(args[0], init_codec(c, _SEED.value), c)
+    print(f"wrote a randomly initialised {_SIZE.value} codec to {args[0]}")
     return 0
-  if args.cmd == "bench":
-    bench.main(["--size", args.size, "--seconds", str(args.seconds)])
-    return 0
-  graphdef, state, c = _load(args.checkpoint)
-  sr = c.sample_rate
-  if args.cmd == "evaluate":
+  graphdef, state, c = _load(_CKPT.value)
+  sr, levels = c.sample_rate, _LEVELS.value
+  if cmd == "evaluate":
     return _evaluate(graphdef, state, c, args)
-  if args.cmd == "encode":
-    codes = np.asarray(api.encode(graphdef, state,
-                                  read_audio(args.input, sr)[None],
-                                  args.levels))[0]
-    np.save(args.output, codes)
-    print(f"{codes.shape[0]} frames x {codes.shape[1]} levels -> {args.output}")
-  elif args.cmd == "decode":
-    codes = load_codes(args.input)
-    audio = np.asarray(api.decode(graphdef, state, codes, args.levels))[0]
-    _write(args.output, audio, sr)
-    print(f"{len(audio) / sr:.2f} s -> {args.output}")
+  src, dst = args
+  if cmd == "encode":
+    codes = np.asarray(api.encode(graphdef, state, read_audio(src, sr)[None],
+                                  levels))[0]
+    np.save(dst, codes)
+    print(f"{codes.shape[0]} frames x {codes.shape[1]} levels -> {dst}")
+  elif cmd == "decode":
+    audio = np.asarray(api.decode(graphdef, state, load_codes(src),
+                                  levels))[0]
+    write_wav(dst, np.asarray(audio, np.float32), sr)
+    print(f"{len(audio) / sr:.2f} s -> {dst}")
   else:  # roundtrip
-    ref = read_audio(args.input, sr)
-    codes = api.encode(graphdef, state, ref[None], args.levels)
+    ref = read_audio(src, sr)
+    codes = api.encode(graphdef, state, ref[None], levels)
     est = np.asarray(api.decode(graphdef, state, codes))[0, :len(ref)]
-    _write(args.output, est, sr)
+    write_wav(dst, np.asarray(est, np.float32), sr)
     n = codes.shape[-1]
     bps = metrics.bitrate(n, c.rvq.codebook_size, cfg.frame_rate(c))
     if np.abs(ref).max() == 0:  # all-zero input: distances are undefined
@@ -103,41 +137,27 @@ def run(args) -> int:
   return 0
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog="python -m csm_jax.codec",
-                              description=__doc__,
-                              formatter_class=argparse.RawTextHelpFormatter)
-  sub = p.add_subparsers(dest="cmd", required=True)
-  s = sub.add_parser("init", help="write a randomly initialised codec")
-  s.add_argument("--size", default="debug", choices=cfg.SIZES)
-  s.add_argument("--seed", type=int, default=0)
-  s.add_argument("out")
-  s = sub.add_parser("bench", help="encode/decode real-time factor")
-  s.add_argument("--size", default="debug", choices=cfg.SIZES)
-  s.add_argument("--seconds", type=float, default=10.0)
-  for name in ("encode", "decode", "roundtrip", "evaluate"):
-    s = sub.add_parser(name, help=("quality report per number of levels"
-                                   if name == "evaluate" else None))
-    s.add_argument("--checkpoint", "--codec", dest="checkpoint",
-                   required=True, help="codec dir, codec trainer workdir or "
-                   "CSM workdir")
-    s.add_argument("--levels", type=int, default=None,
-                   help="use the first n levels (default: all trained)")
-    if name == "evaluate":
-      s.add_argument("--out_dir", default=None)
-      s.add_argument("files", nargs="+")
-    else:
-      s.add_argument("input")
-      s.add_argument("output")
-  args = p.parse_args(argv)
+def guarded(argv: list[str]) -> int:
+  """``run`` with the codec's errors as one line on stderr and exit 1."""
   try:
-    return run(args)
-  # AudioError, CodecNotFoundError and the api's checks are ValueErrors;
-  # OSError covers unreadable paths and unwritable outputs.
-  except (ValueError, OSError) as e:
+    return run(argv)
+  # AudioError, CodecNotFoundError, UsageError and the api's checks are
+  # ValueErrors; OSError covers unreadable paths and unwritable outputs.
+  except (ValueError, OSError, RuntimeError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 
 
+def main(argv: list[str] | None = None) -> int:
+  """Parses ``argv`` (no program name) as the command line would; tests."""
+  flags.FLAGS.unparse_flags()
+  try:
+    rest = flags.FLAGS(["csm_jax.codec", *(argv or [])])
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return guarded(rest)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(lambda argv: sys.exit(guarded(argv)))

@@ -1,6 +1,6 @@
 """Reading audio files for the codec command line, with the codec's own policy.
 
-``csm_jax.data.audio.load_audio`` rejects anything a training corpus should
+``csm_jax.audio.io.load_audio`` rejects anything a training corpus should
 not hold. A codec user asks a narrower question ("can this be encoded?"), so
 here:
 
@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from csm_jax.data.audio import AudioError, load_audio
+from csm_jax.audio.io import AudioError, load_audio
 
 # Reasons ``load_audio`` raises that the codec can still encode faithfully.
 _TOLERATED = ("silent", "clipped")

@@ -2,11 +2,8 @@
 
 A codec directory holds ``config.json`` (the codec ConfigDict) and
 ``weights.npz`` (every variable of the Codec: params and codebook state,
-keyed by its path). ``codec_from_train_state`` pulls the codec out of the
-shared trainer's state dict (``params`` per group + ``extra``).
-``load_any`` opens whichever of the three places a codec lives in: such a
-directory, a codec trainer workdir (latest checkpoint) or a CSM workdir
-(its ``codec/export``).
+keyed by its path). Opening a codec from a training run is
+``csm_jax.store.codecs.load_any``'s job (it restores checkpoints).
 """
 
 from __future__ import annotations
@@ -19,8 +16,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from csm_jax.codec import config as cfg
-from csm_jax.codec.model import Codec, CodecGAN
+from csm_jax.config import codec as cfg
+from csm_jax.config.serialize import config_from_json_dict
+from csm_jax.codec.model import Codec
 
 
 def _key(path) -> str:
@@ -41,7 +39,7 @@ def load_codec(directory: str) -> tuple[Codec, ml_collections.ConfigDict]:
   """Reads a directory written by ``save_codec``; checks every array's shape."""
   with open(os.path.join(directory, "config.json")) as f:
     raw = json.load(f)
-  c = ml_collections.ConfigDict(_tuples(raw))
+  c = config_from_json_dict(raw)
   cfg.validate(c)
   abstract = nnx.eval_shape(lambda: Codec(c, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
@@ -61,85 +59,10 @@ def load_codec(directory: str) -> tuple[Codec, ml_collections.ConfigDict]:
   return nnx.merge(graphdef, state), c
 
 
-def _tuples(x):
-  """JSON lists back to tuples, as the size table writes them."""
-  if isinstance(x, dict):
-    return {k: _tuples(v) for k, v in x.items()}
-  if isinstance(x, list):
-    return tuple(_tuples(v) for v in x)
-  return x
-
-
-def codec_from_train_state(task, train_state) -> Codec:
-  """The Codec inside a CodecTask train state (``params``/``extra`` dicts)."""
-  groups = task.param_groups()
-  abstract = nnx.eval_shape(lambda: CodecGAN(task.c, rngs=nnx.Rngs(0)))
-  graphdef = nnx.split(abstract, *groups.values(), ...)[0]
-  parts = [train_state["params"][g] for g in groups]
-  return nnx.merge(graphdef, *parts, train_state["extra"]).codec
-
-
 class CodecNotFoundError(ValueError):
-  """A path that holds no codec in any of the forms ``load_any`` reads."""
+  """A path that holds no codec in any of the forms the loaders read."""
 
 
-def _is_codec_dir(d: str) -> bool:
+def is_codec_dir(d: str) -> bool:
   return all(os.path.exists(os.path.join(d, f))
              for f in ("config.json", "weights.npz"))
-
-
-def load_any(path: str) -> tuple[Codec, ml_collections.ConfigDict]:
-  """The codec in ``path``: a ``save_codec`` directory, a codec trainer
-  workdir (run_config.json + checkpoints/, latest step restored) or a CSM
-  workdir (its ``codec/export``, as ``ensure_codec`` writes it)."""
-  if not os.path.isdir(path):
-    raise CodecNotFoundError(f"{path}: no such codec directory")
-  if _is_codec_dir(path):
-    return load_codec(path)
-  export = os.path.join(path, "codec", "export")
-  if _is_codec_dir(export):
-    return load_codec(export)
-  if os.path.exists(os.path.join(path, "run_config.json")):
-    return _load_workdir(path)
-  raise CodecNotFoundError(
-      f"{path}: holds no codec (expected config.json + weights.npz, a codec "
-      "training workdir with run_config.json + checkpoints/, or a CSM "
-      "workdir with codec/export)")
-
-
-def _load_workdir(workdir: str):
-  """Restores the latest checkpoint of a codec run the way
-  ``csm_jax.inference.export`` does and takes the generator's codec."""
-  # The trainer stack is heavy and imports this package; load it on demand.
-  from csm_jax.codec.task import CodecTask  # pylint: disable=g-import-not-at-top
-  from csm_jax.inference.export import load_config_json  # pylint: disable=g-import-not-at-top
-  from csm_jax.training import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
-  from csm_jax.training.state import StateBuilder  # pylint: disable=g-import-not-at-top
-  config = load_config_json(os.path.join(workdir, "run_config.json"))
-  if config.get("task") != "codec":
-    raise CodecNotFoundError(
-        f"{workdir}: a {config.get('task')!r} run without codec/export; "
-        "pass a codec training workdir or a saved codec directory")
-  config.codec = ml_collections.ConfigDict(_tuples(config.codec.to_dict()))
-  # No clip source: restoring needs the state layout only, not the corpus.
-  task = CodecTask(config)
-  # Everything on one device: a codec for encode/decode needs no mesh.
-  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-      StateBuilder.create(task, config).build_abstract())
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise CodecNotFoundError(f"{workdir}: has no checkpoints/ directory")
-  manager = ckpt.make_manager(workdir, keep=1000, async_save=False)
-  try:
-    step = manager.latest_step()
-    if step is None:
-      raise CodecNotFoundError(
-          f"{workdir}/checkpoints holds no committed checkpoint")
-    state = ckpt.restore(manager, step, target, iterator=None)
-  except ckpt.CheckpointError as e:
-    # Callers handle one error type for "no usable codec here".
-    raise CodecNotFoundError(str(e)) from e
-  finally:
-    manager.close()
-  return codec_from_train_state(task, state), task.c

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from csm_jax.codec import config as cfg
+from csm_jax.config import codec as cfg
 from csm_jax.codec.conv import CausalConv1d, CausalConvTranspose1d, Linear
 from csm_jax.codec.discriminator import MultiScaleSTFTDiscriminator
 from csm_jax.codec.rvq import SplitQuantizer

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from csm_jax.codec import api
-from csm_jax.codec import config as cfg
+from csm_jax.config import codec as cfg
 from csm_jax.codec import metrics, spectral
 from csm_jax.codec.inputs import read_audio
 

@@ -43,7 +43,7 @@ def magnitude(x, n_fft: int, hop: int, eps: float = 1e-7):
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
   """(n_fft // 2 + 1, n_mels) float32 Slaney mel filterbank from librosa."""
   # librosa takes seconds to import; only the first filterbank needs it.
-  from csm_jax.data.librosa_safe import librosa as import_librosa  # pylint: disable=g-import-not-at-top
+  from csm_jax.audio.librosa_safe import librosa as import_librosa  # pylint: disable=g-import-not-at-top
   librosa = import_librosa()
   with warnings.catch_warnings():
     # Small FFTs leave some high mel bands empty; that is expected here.

@@ -85,7 +85,7 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.init_std = 0.02
 
   # The codec whose codes the CSM predicts (and which task=codec trains).
-  from csm_jax.codec.config import codec_config  # pylint: disable=g-import-not-at-top
+  from csm_jax.config.codec import codec_config  # pylint: disable=g-import-not-at-top
   c.codec = codec_config(row["codec"])
   if row["codec"] == "debug":
     # 25 Hz frames: half the debug codec's 50 Hz, so a CPU-sized sequence
@@ -129,6 +129,9 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   t.ckpt_every = 200
   t.keep_checkpoints = 3
   t.async_checkpoint = True
+  # Resume a checkpoint written by another number of processes: model and
+  # optimizer exactly, data order restarted (see store.checkpoint).
+  t.elastic_resume = False
 
   mesh = c.mesh = ml_collections.ConfigDict()
   dm = row["default_mesh"]

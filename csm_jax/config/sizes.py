@@ -1,8 +1,10 @@
 """The one size table: every model shape the project knows, by name.
 
 Config files pick a row (``configs/tiny.py`` -> ``"350M"``); nothing else
-hard-codes a width or a depth. ``csm_1b`` is Sesame CSM-1B's published shape
-(llama-1B backbone, llama-100M depth decoder, 32 codebooks of 2051 ids).
+hard-codes a width or a depth. ``SIZES`` holds the CSM rows (``csm_1b`` is
+Sesame CSM-1B's published shape: llama-1B backbone, llama-100M depth
+decoder, 32 codebooks of 2051 ids); ``CODECS`` the neural codec rows that a
+CSM row names (``mimi`` is Kyutai Mimi's shape).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 # decoder:  (width, depth, heads, kv_heads, mlp)
 # Text vocab for our own presets is the corpus tokenizer's; csm_1b keeps
 # Llama-3's so that its embedding shape matches the reference exactly.
-# codec: the row of csm_jax.codec.config whose codes the model predicts
+# codec: the row of csm_jax.config.codec whose codes the model predicts
 # (debug: 8 x 256 codes; base: the plan's 32 x 1024; mimi: 32 x 2048).
 SIZES: dict[str, dict] = {
     "debug": dict(
@@ -46,9 +48,38 @@ SIZES: dict[str, dict] = {
         topology="v5p-32"),
 }
 
+# Codec rows: SEANet widths before each downsampling stage and after the
+# last one, strides (decoder order; the encoder applies them reversed), the
+# extra latent downsample, latent width, bottleneck transformer (layers,
+# width, heads, context frames) and residual quantizer (levels, codes,
+# codebook dim). "base" is Mimi's shape with the research plan's generic
+# quantizer, RVQEncoder(layers=32, codebook_size=1024).
+CODECS: dict[str, dict] = {
+    # 16 kHz, 50 Hz, 8 x 256 codes (3.2 kbps), ~0.6M params: trains on two
+    # CPU cores in minutes (the debug CSM uses it at 25 Hz, downsample 4).
+    "debug": dict(
+        sample_rate=16_000, channels=(16, 32, 64, 128), ratios=(8, 5, 4),
+        downsample=2, latent_dim=64, transformer=(2, 64, 4, 50),
+        rvq=(8, 256, 32), semantic=False),
+    # 24 kHz, 12.5 Hz. 64 -> 1024 channels then a kernel-3 conv to latent
+    # width 512 gives ~79M params with the two transformers, as Mimi.
+    "base": dict(
+        sample_rate=24_000, channels=(64, 128, 256, 512, 1024),
+        ratios=(8, 6, 5, 4), downsample=2, latent_dim=512,
+        transformer=(8, 512, 8, 250), rvq=(32, 1024, 256), semantic=True),
+    "mimi": dict(
+        sample_rate=24_000, channels=(64, 128, 256, 512, 1024),
+        ratios=(8, 6, 5, 4), downsample=2, latent_dim=512,
+        transformer=(8, 512, 8, 250), rvq=(32, 2048, 256), semantic=True),
+}
+
 # Ids above the codec's codes: CSM uses 2048 codes + 3 specials = 2051.
 AUDIO_SPECIAL_TOKENS = 3
 
 
 def names() -> list[str]:
   return sorted(SIZES)
+
+
+def codec_names() -> list[str]:
+  return sorted(CODECS)

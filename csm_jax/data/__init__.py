@@ -1,3 +1,11 @@
-"""Speech data for csm-jax: audio I/O and validation, the embedded synthetic
-dialogue corpus (eSpeak NG voices, transcripts, emotions), per-turn features
-and the tfds/grain dataset built from it."""
+"""Speech data: corpora, per-turn features, the text tokenizer and CSM examples.
+
+  synthetic/   the embedded eSpeak NG dialogue generator (voices, emotions,
+               transcripts)
+  corpora/     tfds builders of every corpus (synthetic, manifest, DailyTalk),
+               their turn records, ingest reports and the registry by name
+  examples/    CSM rows from turns: layout, token cache, packing, grain
+  batch.py     the batch contract (FieldSpec, validate_batch)
+  features.py  per-turn prosody and semantic features
+  tokenizer.py SentencePiece with speaker tags
+"""

@@ -33,8 +33,8 @@ import re
 
 import numpy as np
 
-from csm_jax.data import audio as audio_lib
-from csm_jax.data import librosa_safe
+from csm_jax.audio import io as audio_lib
+from csm_jax.audio import librosa_safe
 
 F0_SR = 16000
 F0_HOP = 640          # 40 ms

@@ -1,1 +1,1 @@
-"""Generation: KV-cached decoding, sampling, streaming and the generate CLI."""
+"""Generation: KV-cached decoding, sampling, streaming, loading a generator."""

@@ -1,8 +1,7 @@
-"""Library side of ``python -m csm_jax.generate``: load, prompt, speak, write.
+"""Library side of ``python -m csm_jax.generate``: prompts in, wavs out.
 
-``load_generator`` accepts an export directory (``python -m csm_jax.export``)
-or a training workdir (its latest checkpoint is exported to a temporary
-directory first). Context files are JSON lists of turns
+The generator comes from ``csm_jax.inference.loading.load_generator``.
+Context files are JSON lists of turns
 ``{"speaker": 0, "text": "...", "audio": "turn.wav"}``; batch files are JSONL,
 one request per line ``{"text": ..., "speaker": ..., "context": [...],
 "out": "name.wav"}``.
@@ -13,43 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
-from csm_jax.data.audio import load_audio, write_wav
-from csm_jax.inference.codec_handle import CodecHandle
-from csm_jax.inference.export import (RUN_CONFIG, TOKENIZER, ExportError,
-                                      export, load_export)
+from csm_jax.audio.io import load_audio, write_wav
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
-
-
-def load_generator(checkpoint: str, dtype: str = "auto") -> Generator:
-  """A Generator for an export or a training workdir.
-
-  ``dtype``: "auto" (f32 weights on CPU, the stored dtype elsewhere),
-  "float32" or "bfloat16".
-  """
-  from csm_jax.text import TextTokenizer  # pylint: disable=g-import-not-at-top
-  directory = checkpoint
-  if not os.path.exists(os.path.join(checkpoint, "export.json")):
-    if not os.path.exists(os.path.join(checkpoint, RUN_CONFIG)):
-      raise ExportError(f"{checkpoint} is neither an export nor a training "
-                        "workdir")
-    directory = tempfile.mkdtemp(prefix="csm_export_")
-    export(checkpoint, directory, dtype="float32")
-  ex = load_export(directory)
-  tok_path = os.path.join(directory, TOKENIZER)
-  if not os.path.exists(tok_path):
-    raise ExportError(f"{tok_path} is missing: the model was not trained on "
-                      "a tokenized corpus, so it cannot read text")
-  codec_dir = os.path.join(directory, "codec")
-  if not os.path.isdir(codec_dir):
-    raise ExportError(f"{codec_dir} is missing: no codec to turn codes into "
-                      "audio")
-  return Generator(ex.config, ex.graphdef, ex.params["model"],
-                   TextTokenizer.load(tok_path), CodecHandle.load(codec_dir),
-                   weight_dtype=dtype)
 
 
 def read_context(path: str | None, sample_rate: int, base: str = "") -> list:

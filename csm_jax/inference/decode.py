@@ -28,7 +28,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from csm_jax.inference.sampling import NEG_INF, sample
-from csm_jax.model.attention import layout_mask, row_windows
 from csm_jax.model.transformer import UnrolledTransformer
 
 
@@ -103,25 +102,23 @@ def init_state(model, batch: int, max_len: int, dtype=None) -> dict:
 
 
 def append_rows(model, state: dict, audio_tokens, text_tokens, mask,
-                positions, segment_ids) -> dict:
+                positions, segment_ids, cond=None, prefix=None) -> dict:
   """Runs rows (B, T, ...) through the backbone, writing slots [length, +T).
 
-  Prefill (T = prompt length) and single-row steps (T = 1) share this code.
-  The caller keeps ``length + T <= S``.
+  Prefill (T = prompt length, optionally after ``prefix`` vectors, which
+  take the first P slots) and single-row steps (T = 1) share this code; the
+  mask comes from the model (``CSM.run_backbone``), as in training. The
+  caller keeps ``length + P + T <= S``.
   """
-  b, t = segment_ids.shape
-  s = state["seg"].shape[1]
-  x = model.embed_frames(audio_tokens, text_tokens, mask)
-  windows = row_windows(mask, model.text_window, model.audio_window)
+  rows = model.backbone_rows(audio_tokens, text_tokens, mask, positions,
+                             segment_ids, cond, prefix)
   start = state["length"]
-  seg_cache = jax.lax.dynamic_update_slice_in_dim(state["seg"], segment_ids,
+  seg_cache = jax.lax.dynamic_update_slice_in_dim(state["seg"], rows[2],
                                                   start, axis=1)
-  q_index = start + jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-  k_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
-  attn_mask = layout_mask(q_index, segment_ids, windows, k_index, seg_cache)
-  h, (k, v) = model.backbone(x, positions, attn_mask,
-                             cache=(state["k"], state["v"]), cache_index=start)
-  return {"k": k, "v": v, "seg": seg_cache, "length": start + t,
+  h, (k, v) = model.run_backbone(rows, cache=(state["k"], state["v"]),
+                                 start=start, cached_segments=seg_cache)
+  return {"k": k, "v": v, "seg": seg_cache,
+          "length": start + rows[2].shape[1],
           "pos": positions[:, -1] + 1, "h": h[:, -1]}
 
 
@@ -140,22 +137,35 @@ def append_frame(model, state: dict, codes: jax.Array) -> dict:
                      jnp.ones((b, 1), jnp.int32))
 
 
+def split_keys(key: jax.Array, n: int) -> jax.Array:
+  """``n`` keys from one key (n,) or from per-example keys (B,) -> (n, B)."""
+  if key.ndim == 0:
+    return jax.random.split(key, n)
+  return jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, n))(key), 0, 1)
+
+
 def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
                  top_k: int = 0, top_p: float = 1.0, n_levels: int | None = None,
-                 return_logits: bool = False):
+                 return_logits: bool = False, allow_eos=True):
   """Samples one frame's codes (B, N) from the backbone state ``h`` (B, W).
 
-  ``temperature`` has one value per codebook (N,). With ``n_levels`` < N only
-  the first n_levels codebooks are sampled (the rest stay 0): the adaptive
-  quality mode that trades fidelity for latency.
+  ``key`` is one key, or one per example (B,) so that an example's frames
+  do not depend on the rest of its batch. ``temperature`` has one value per
+  codebook (N,). With ``n_levels`` < N only the first n_levels codebooks are
+  sampled (the rest stay 0): the adaptive quality mode that trades fidelity
+  for latency. Where ``allow_eos`` (scalar or (B,)) is False, codebook 0
+  never takes code 0, so the frame cannot be the all-zero end of speech.
   """
   n = model.n_codebooks
   levels = n if n_levels is None else n_levels
   b = h.shape[0]
-  keys = jax.random.split(key, n)
+  keys = split_keys(key, n)
   # Ids past the codec's codebook (the special ids) are never sampled.
-  valid = jnp.arange(model.audio_vocab) < model.codebook_size
+  ids = jnp.arange(model.audio_vocab)
+  valid = ids < model.codebook_size
   logits0 = jnp.where(valid, model.codebook0_head(h), NEG_INF)
+  no_eos = ~jnp.broadcast_to(jnp.asarray(allow_eos), (b,))
+  logits0 = jnp.where(no_eos[:, None] & (ids == 0)[None], NEG_INF, logits0)
   c0 = sample(logits0, keys[0], temperature[0], top_k, top_p)
   codes = jnp.zeros((b, n), jnp.int32).at[:, 0].set(c0)
   all_logits = jnp.zeros((b, n, logits0.shape[-1]), jnp.float32)
@@ -200,12 +210,20 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
 
 def generate_frames(model, state: dict, key: jax.Array, n_frames: int,
                     temperature: jax.Array, top_k: int = 0, top_p: float = 1.0,
-                    n_levels: int | None = None):
-  """``n_frames`` frames in one compiled loop: returns (codes (F,B,N), state)."""
-  def step(state, k):
+                    n_levels: int | None = None, allow_eos=None):
+  """``n_frames`` frames in one compiled loop: returns (codes (F,B,N), state).
+
+  ``key``: one key or one per example (see ``decode_frame``). ``allow_eos``
+  (F,) says per frame whether it may end the speech (default: all may).
+  """
+  allow = (jnp.ones((n_frames,), bool) if allow_eos is None
+           else jnp.asarray(allow_eos))
+
+  def step(state, inp):
+    k, ok = inp
     codes = decode_frame(model, state["h"], k, temperature, top_k, top_p,
-                         n_levels)
+                         n_levels, allow_eos=ok)
     return append_frame(model, state, codes), codes
 
-  state, codes = jax.lax.scan(step, state, jax.random.split(key, n_frames))
+  state, codes = jax.lax.scan(step, state, (split_keys(key, n_frames), allow))
   return codes, state

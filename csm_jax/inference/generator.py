@@ -2,7 +2,7 @@
 
 ``Generator`` holds the CSM weights, the text tokenizer and the codec. A
 request is the text to say, the speaker, and earlier turns (text + audio).
-The prompt is laid out exactly as in training (``csm_jax.data.frames``),
+The prompt is laid out exactly as in training (``csm_jax.data.examples.frames``),
 trimmed from the oldest turn when it is too long, left-padded to a length
 bucket (so prompts of similar length share one compiled prefill) and run in
 one batched prefill; frames then come out of one compiled call per chunk and
@@ -24,10 +24,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from csm_jax.data.frames import Turn, conversation_rows, trim_context
+from csm_jax.data.examples.frames import Turn, conversation_rows, trim_context
 from csm_jax.inference import decode
 
 BUCKET = 64
+
+
+def trained_length(config) -> int:
+  """Rows a prompt plus its generated frames may take.
+
+  Training examples start at position 0 and hold ``data.seq_len`` rows, so
+  the model never saw a position beyond that; the cache (and so the prompt
+  trimming) stops there even where ``model.max_seq_len`` is larger.
+  """
+  return min(config.model.max_seq_len,
+             config.data.seq_len + config.model.n_prefix)
 
 
 @dataclasses.dataclass
@@ -38,6 +49,9 @@ class Sampling:
   codebook_temperatures: Sequence[float] | None = None  # one per codebook
   seed: int = 0
   max_seconds: float = 10.0
+  # No end-of-speech frame before this: codebook 0 skips code 0 until then
+  # (as min_new_tokens masks the end token in text generation).
+  min_seconds: float = 0.0
   silence_seconds: float = 2.0
   silence_db: float = -50.0
   n_levels: int | None = None  # adaptive quality: only the first k codebooks
@@ -79,7 +93,7 @@ class Generator:
     self.graphdef, self.params = nnx.split(fast)
     m = config.model
     self.n = m.n_codebooks
-    self.max_len = m.max_seq_len
+    self.max_len = trained_length(config)
     if codec is not None and codec.levels < self.n:
       raise ValueError(f"the codec has {codec.levels} levels but the model "
                        f"predicts {self.n} codebooks")
@@ -99,10 +113,10 @@ class Generator:
   def _step(self, frames: int, top_k: int, top_p: float, n_levels):
     key = (frames, top_k, top_p, n_levels)
     if key not in self._steps:
-      def fn(params, state, rng, temps):
+      def fn(params, state, rng, temps, allow_eos):
         model = nnx.merge(self.graphdef, params)
         return decode.generate_frames(model, state, rng, frames, temps, top_k,
-                                      top_p, n_levels)
+                                      top_p, n_levels, allow_eos)
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 
@@ -123,10 +137,15 @@ class Generator:
     kept = trim_context(turns, current, self.max_len, reserve=reserve)
     return conversation_rows(kept + [current], self.n)
 
-  def _batch(self, prompts: list[dict]) -> dict:
-    """Left-pads prompts to one bucketed length (padding is segment 0)."""
+  def _batch(self, prompts: list[dict], reserve: int) -> dict:
+    """Left-pads prompts to one bucketed length (padding is segment 0).
+
+    The bucket never eats into the ``reserve`` rows kept for generated
+    frames: near the end of the cache the prompt is padded less.
+    """
     longest = max(len(p["positions"]) for p in prompts)
-    t = min(self.max_len, -(-longest // BUCKET) * BUCKET)
+    t = max(longest, min(self.max_len - reserve,
+                         -(-longest // BUCKET) * BUCKET))
     out = {}
     for k in prompts[0]:
       rows = []
@@ -150,9 +169,10 @@ class Generator:
     t0 = time.perf_counter()
     s = sampling
     max_frames = max(1, int(round(s.max_seconds / self.frame_seconds)))
-    prompts = [self.prompt_rows(t, spk, ctx, reserve=min(
-        max_frames, self.max_len // 2)) for t, spk, ctx in requests]
-    batch = self._batch(prompts)
+    reserve = min(max_frames, self.max_len // 2)
+    prompts = [self.prompt_rows(t, spk, ctx, reserve=reserve)
+               for t, spk, ctx in requests]
+    batch = self._batch(prompts, reserve)
     state = self._prefill(self.params, batch)
     budget = min(max_frames, self.max_len - batch["positions"].shape[1])
     temps = np.full((self.n,), s.temperature, np.float32)
@@ -164,14 +184,20 @@ class Generator:
     done = [False] * len(requests)
     silent = [0] * len(requests)
     silence_frames = int(s.silence_seconds / self.frame_seconds)
-    key = jax.random.key(s.seed)
+    # One key per request, the same for every request: an utterance comes
+    # out the same alone or inside a batch.
+    keys = jax.vmap(jax.random.key)(jnp.full((len(requests),), s.seed,
+                                             jnp.uint32))
+    min_frames = int(round(s.min_seconds / self.frame_seconds))
     made = 0
     while made < budget and not all(done):
       # Always a whole chunk: a shorter last call would compile a new step
       # (seconds) to save a few frames; the surplus is dropped.
       frames = min(s.frames_per_call, budget - made)
-      codes, state = step(self.params, state, jax.random.fold_in(key, made),
-                          jnp.asarray(temps))
+      allow = made + np.arange(s.frames_per_call) >= min_frames
+      codes, state = step(self.params, state,
+                          jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
+                          jnp.asarray(temps), jnp.asarray(allow))
       codes = np.asarray(codes).transpose(1, 0, 2)[:, :frames]  # (B, F, N)
       made += frames
       out = []

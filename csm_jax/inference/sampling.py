@@ -39,12 +39,21 @@ def filter_top_p(logits: jax.Array, p: float) -> jax.Array:
 
 def sample(logits: jax.Array, key: jax.Array, temperature, top_k: int = 0,
            top_p: float = 1.0) -> jax.Array:
-  """Samples ids from logits (..., V); temperature (...) or scalar."""
+  """Samples ids from logits (B, V); temperature (B,) or scalar.
+
+  ``key`` is one key for the whole batch, or one key per row (B,): with
+  per-row keys a row's draw depends on its own key and logits only, so an
+  example samples the same tokens alone as inside any batch.
+  """
   logits = logits.astype(jnp.float32)
   temperature = jnp.asarray(temperature, jnp.float32)
   greedy = jnp.argmax(logits, axis=-1)
   scaled = logits / jnp.maximum(temperature, 1e-6)[..., None]
   scaled = filter_top_k(scaled, top_k)
   scaled = filter_top_p(scaled, top_p)
-  drawn = jax.random.categorical(key, scaled, axis=-1)
+  if key.ndim == 1:
+    drawn = jax.vmap(lambda k, l: jax.random.categorical(k, l, axis=-1))(
+        key, scaled)
+  else:
+    drawn = jax.random.categorical(key, scaled, axis=-1)
   return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)

@@ -1,1 +1,1 @@
-"""The CSM model: layers, attention, transformer stacks, loss and its task."""
+"""The CSM model: layers, attention and its mask, transformer stacks, loss."""

@@ -76,30 +76,59 @@ class CSM(nnx.Module):
     return constrain(a + t, ("batch", "seq", "act_embed"))
 
   # -- backbone -------------------------------------------------------------
-  def backbone_hidden(self, audio_tokens, text_tokens, mask, positions,
-                      segment_ids, cond=None, prefix=None):
-    """Backbone outputs (B, T, W) for a packed batch of frames."""
+  def backbone_rows(self, audio_tokens, text_tokens, mask, positions,
+                    segment_ids, cond=None, prefix=None):
+    """Backbone inputs of rows: (x, positions, segments, windows).
+
+    ``prefix`` vectors (B, P, W) come first, in segment ``PREFIX_SEGMENT``
+    at positions -P..-1, so every later row of the example can see them.
+    """
     x = self.embed_frames(audio_tokens, text_tokens, mask)
     if cond is not None:
       if self.cond_proj is None:
         raise ValueError("cond given but config.model.cond_dim is 0")
       x = x + self.cond_proj(cond)
     windows = row_windows(mask, self.text_window, self.audio_window)
-    b, t = segment_ids.shape
-    index = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
     seg = segment_ids
     if prefix is not None:
-      p = prefix.shape[1]
+      b, p = segment_ids.shape[0], prefix.shape[1]
       x = jnp.concatenate([prefix.astype(x.dtype), x], axis=1)
       pidx = jnp.broadcast_to(jnp.arange(-p, 0, dtype=jnp.int32), (b, p))
-      index = jnp.concatenate([pidx, index], axis=1)
       positions = jnp.concatenate([pidx, positions], axis=1)
       seg = jnp.concatenate(
           [jnp.full((b, p), PREFIX_SEGMENT, seg.dtype), seg], axis=1)
       windows = jnp.concatenate(
           [jnp.full((b, p), self.audio_window, jnp.int32), windows], axis=1)
-    attn_mask = layout_mask(index, seg, windows, index, seg)
-    h, _ = self.backbone(x, positions, attn_mask)
+    return x, positions, seg, windows
+
+  def run_backbone(self, rows, cache=None, start=0, cached_segments=None):
+    """The backbone over ``backbone_rows`` output, with or without a cache.
+
+    The one place the attention mask is built (``layout_mask``), for
+    training (rows attend to each other) and for cached decoding (rows at
+    cache slots ``start..start+T-1`` attend to every filled slot, whose
+    segment ids are ``cached_segments`` (B, S) after this call's write).
+    Returns (hidden (B, T, W), new cache or None).
+    """
+    x, positions, seg, windows = rows
+    b, t = seg.shape
+    q_index = start + jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    if cache is None:
+      k_index, k_seg = q_index, seg
+    else:
+      s = cached_segments.shape[1]
+      k_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
+      k_seg = cached_segments
+    attn_mask = layout_mask(q_index, seg, windows, k_index, k_seg)
+    return self.backbone(x, positions, attn_mask, cache=cache,
+                         cache_index=start if cache is not None else None)
+
+  def backbone_hidden(self, audio_tokens, text_tokens, mask, positions,
+                      segment_ids, cond=None, prefix=None):
+    """Backbone outputs (B, T, W) for a packed batch of frames."""
+    rows = self.backbone_rows(audio_tokens, text_tokens, mask, positions,
+                              segment_ids, cond, prefix)
+    h, _ = self.run_backbone(rows)
     if prefix is not None:
       h = h[:, prefix.shape[1]:]
     return h

@@ -1,1 +1,1 @@
-"""Meshes, logical-axis sharding rules and multi-process start-up."""
+"""Meshes, logical-axis sharding rules, topologies, multi-process start-up and hardware peaks."""

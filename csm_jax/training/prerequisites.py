@@ -15,38 +15,47 @@ import shutil
 
 from absl import logging
 
+from csm_jax.codec.handle import CodecHandle
+from csm_jax.codec.io import is_codec_dir, save_codec
 from csm_jax.config import schema
-from csm_jax.data import corpus
-from csm_jax.data.tfds_dialogues import read_texts
-
-TOKENIZER = "tokenizer.model"
+from csm_jax.config.presets import codec_training
+from csm_jax.data.corpora import registry
+from csm_jax.data.corpora.turns import read_texts
+from csm_jax.data.tokenizer import TextTokenizer
+from csm_jax.store import layout
+from csm_jax.training.tasks.codec import CodecTask
+from csm_jax.training.trainer import Trainer
 
 
 def codec_train_config(config):
   """A codec-task config that trains ``config.codec`` on ``config``'s corpus."""
-  from csm_jax.config.presets import codec_training  # pylint: disable=g-import-not-at-top
   c = codec_training(config.codec, steps=config.data.codec_steps)
   for key in ("corpus", "corpus_size", "data_dir"):
     c.data[key] = config.data[key]
   return c
 
 
+def codec_task(config) -> CodecTask:
+  """The codec task reading turn audio of the configured corpus."""
+  sr = config.codec.sample_rate
+  return CodecTask(config, registry.CorpusClips(config, "train", sr),
+                   registry.CorpusClips(config, "validation", sr))
+
+
 def ensure_codec(config, workdir: str) -> str:
   """Directory of the codec to tokenize with; trains it when missing."""
-  from csm_jax.codec.io import save_codec  # pylint: disable=g-import-not-at-top
   if config.data.codec_dir:
-    if not os.path.exists(os.path.join(config.data.codec_dir, "config.json")):
+    if not is_codec_dir(config.data.codec_dir):
       raise schema.ConfigError("data.codec_dir", f"{config.data.codec_dir} "
                                "holds no codec (config.json + weights.npz)")
     return config.data.codec_dir
-  out = os.path.join(workdir, "codec", "export")
-  if os.path.exists(os.path.join(out, "weights.npz")):
+  out = layout.own_codec_export(workdir)
+  if is_codec_dir(out):
     return out
-  from csm_jax.training.trainer import Trainer  # pylint: disable=g-import-not-at-top
   cc = codec_train_config(config)
   print(f"No codec yet: training {cc.train.steps} steps of the codec in "
-        f"{workdir}/codec (first run only).", flush=True)
-  tr = Trainer(cc, os.path.join(workdir, "codec"))
+        f"{workdir}/{layout.CODEC_RUN} (first run only).", flush=True)
+  tr = Trainer(cc, os.path.join(workdir, layout.CODEC_RUN), codec_task(cc))
   tr.run()
   model = tr.builder.merge(tr.builder.graphdef, tr.state["params"],
                            tr.state["extra"])
@@ -58,15 +67,14 @@ def ensure_codec(config, workdir: str) -> str:
   return out
 
 
-def ensure_tokenizer(config, workdir: str):
+def ensure_tokenizer(config, workdir: str) -> TextTokenizer:
   """The run's tokenizer (trained on the corpus transcripts when missing)."""
-  from csm_jax.text import TextTokenizer  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, TOKENIZER)
+  path = os.path.join(workdir, layout.TOKENIZER)
   if not os.path.exists(path):
     if config.data.tokenizer:
       shutil.copy(config.data.tokenizer, path)
     else:
-      texts = list(read_texts(corpus.dataset_dir(config), "train"))
+      texts = list(read_texts(registry.dataset_dir(config), "train"))
       print(f"Training a {config.model.text_vocab}-piece tokenizer on "
             f"{len(texts)} transcripts.", flush=True)
       TextTokenizer.train(texts, config.model.text_vocab, path)
@@ -78,15 +86,14 @@ def ensure_tokenizer(config, workdir: str):
   return tok
 
 
-def dialogue_source(config, split: str, codec, tokenizer, seed: int = 0):
-  """Packed CSM examples of one corpus split, tokenized by ``codec``."""
-  from csm_jax.data.dialogue_examples import (DialogueExamples, TokenCache,  # pylint: disable=g-import-not-at-top
-                                              fingerprint)
-  src = corpus.source(config, split)
-  files = [os.path.join(codec.directory, f)
-           for f in ("config.json", "weights.npz")]
-  path = TokenCache.path(corpus.dataset_dir(config), fingerprint(files), split)
-  cache = TokenCache.load_or_build(src, codec.encode, path, codec.sample_rate)
-  return DialogueExamples(src, cache, None, tokenizer.encode_turn,
-                          config.model.n_codebooks, config.data.seq_len,
-                          config.data.context_turns, config.data.loss_on, seed)
+def ensure_csm_inputs(config, workdir: str):
+  """(codec, tokenizer) of a dialogue-data CSM run, built when missing."""
+  registry.ensure_corpus(config)
+  codec = CodecHandle.load(ensure_codec(config, workdir))
+  m = config.model
+  if codec.levels < m.n_codebooks or codec.codebook_size != m.codebook_size:
+    raise schema.ConfigError(
+        "model.n_codebooks", f"the codec in {codec.directory} has "
+        f"{codec.levels} levels x {codec.codebook_size} codes; the model "
+        f"predicts {m.n_codebooks} x {m.codebook_size}")
+  return codec, ensure_tokenizer(config, workdir)

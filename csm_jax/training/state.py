@@ -21,8 +21,9 @@ import optax
 from flax import nnx
 
 from csm_jax.parallel import sharding as shd
+from csm_jax.store import models
 from csm_jax.training.optim import make_optimizer
-from csm_jax.training.task import Task
+from csm_jax.training.tasks.base import Task
 
 
 @dataclasses.dataclass
@@ -44,12 +45,10 @@ class StateBuilder:
 
   def split(self, model: nnx.Module):
     """graphdef, {group: params}, extra (everything else)."""
-    graphdef, *parts = nnx.split(model, *self.groups.values(), ...)
-    params = dict(zip(self.groups, parts[:-1]))
-    return graphdef, params, parts[-1]
+    return models.split(model, self.groups)
 
   def merge(self, graphdef, params, extra) -> nnx.Module:
-    return nnx.merge(graphdef, *[params[g] for g in self.groups], extra)
+    return models.merge(graphdef, params, extra, self.groups)
 
   def init_fn(self, seed: jax.Array) -> dict:
     key = jax.random.key(seed)

@@ -2,7 +2,9 @@
 
 One step: for each parameter group, the gradient of that group's loss with
 respect to that group's parameters (optionally accumulated over micro-batches
-with ``lax.scan``), one optax update per group, and a guard that leaves the
+with ``lax.scan``, each weighted by ``task.batch_weight`` so that the result
+is the gradient of the mean over everything the batch trains on, not a mean
+of per-micro-batch means), one optax update per group, and a guard that leaves the
 whole state unchanged (and counts the skip) when any loss or gradient is not
 finite. The RNG of step s is ``fold_in(base_key, s)``, so a resumed run draws
 exactly what an uninterrupted one would have.
@@ -62,19 +64,24 @@ def make_train_step(builder: StateBuilder, config):
       micro = _split_micro(batch, accum)
 
       def body(carry, inp):
-        acc, ex = carry
+        acc, ex, total_w = carry
         i, mb = inp
         g, ex, m, l = grads_of(params, ex, mb, jax.random.fold_in(key, i),
                                step)
-        acc = jax.tree.map(jnp.add, acc, g)
-        return (acc, ex), (m, l)
+        w = task.batch_weight(mb).astype(jnp.float32)
+        acc = jax.tree.map(lambda a, x: a + w * x, acc, g)
+        return (acc, ex, total_w + w), (m, l, w)
 
       zeros = jax.tree.map(jnp.zeros_like, params)
-      (grads, new_extra), (ms, ls) = jax.lax.scan(
-          body, (zeros, extra), (jnp.arange(accum), micro))
-      grads = jax.tree.map(lambda x: x / accum, grads)
-      metrics = jax.tree.map(lambda x: jnp.mean(x, 0), ms)
-      losses = jax.tree.map(lambda x: jnp.mean(x, 0), ls)
+      (grads, new_extra, total_w), (ms, ls, ws) = jax.lax.scan(
+          body, (zeros, extra, jnp.zeros((), jnp.float32)),
+          (jnp.arange(accum), micro))
+      # A batch with nothing to train on gets no update (zero gradient).
+      denom = jnp.maximum(total_w, 1e-12)
+      grads = jax.tree.map(lambda x: (x / denom).astype(x.dtype), grads)
+      share = ws / denom
+      metrics = jax.tree.map(lambda x: jnp.tensordot(share, x, 1), ms)
+      losses = jax.tree.map(lambda x: jnp.tensordot(share, x, 1), ls)
 
     new_params, new_opt = {}, {}
     finite = jnp.asarray(True)

@@ -1,33 +1,53 @@
-"""The one trainer: ``train_and_evaluate(config, workdir)`` for every task.
+"""The one trainer: ``Trainer(config, workdir, task).run()`` for every task.
 
-Sections: validate the config against the devices; build the task and the
-mesh; create the state already sharded; compile the step ahead of time and
-log its memory; restore the latest checkpoint (or refuse an incompatible
-workdir); loop with logging, evaluation, checkpointing and a clean save on
-SIGTERM; return the last metrics.
+Sections: validate the config against the devices; build the mesh for the
+task it is given; create the state already sharded; compile the step ahead
+of time and log its memory; restore the latest checkpoint (or refuse an
+incompatible workdir); loop with logging, evaluation (the task's own and the
+hooks it was given), checkpointing and a clean save on SIGTERM; return the
+last metrics. ``csm_jax.training.run.train_and_evaluate`` builds the task
+(and what it needs) from a config and calls it.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import jax
 import numpy as np
 from absl import logging
 
 from csm_jax.config import schema
-from csm_jax.inference.export import save_run_config
+from csm_jax.data.batch import validate_batch
 from csm_jax.parallel import sharding as shd
+from csm_jax.parallel.hardware import peak_flops_per_device
 from csm_jax.parallel.mesh import make_mesh
-from csm_jax.training import checkpoint as ckpt
-from csm_jax.training.reporting import MetricsReporter, peak_flops_per_device
+from csm_jax.store import checkpoint as ckpt
+from csm_jax.store import layout
+from csm_jax.store.run_config import check_workdir_config, save_run_config
+from csm_jax.training.reporting import MetricsReporter
 from csm_jax.training.state import (StateBuilder, abstract_with_shardings,
                                     param_count)
 from csm_jax.training.step import make_eval_step, make_train_step
-from csm_jax.training.task import Task, validate_batch
-from csm_jax.training.tasks import make_task
+from csm_jax.training.tasks.base import Task
+
+
+class EvalHook(Protocol):
+  """Extra evaluation the trainer runs every ``every`` steps (and at the end).
+
+  Called with the current model, the step, the reporter and the workdir; the
+  metrics it returns are logged under ``eval/`` beside the held-out losses.
+  This is how layers above training (``csm_jax.eval``) evaluate during a run
+  without the trainer importing them.
+  """
+
+  every: int
+
+  def __call__(self, model, step: int, reporter,
+               workdir: str) -> dict[str, float]:
+    ...
 
 
 class _Preemption:
@@ -79,12 +99,14 @@ def _memory_report(compiled) -> dict[str, float]:
 class Trainer:
   """Holds the compiled step and the state; ``run()`` is the loop."""
 
-  def __init__(self, config, workdir: str, task: Task | None = None,
-               devices=None):
+  def __init__(self, config, workdir: str, task: Task, devices=None,
+               hooks: Sequence[EvalHook] = ()):
     n_dev = len(devices) if devices is not None else jax.device_count()
     schema.validate(config, n_devices=n_dev, n_processes=jax.process_count())
-    self.config, self.workdir = config, ckpt.absolute_workdir(workdir)
-    self.task = task or make_task(config)
+    self.config = config
+    self.workdir = layout.absolute(workdir) if workdir else workdir
+    self.task = task
+    self.hooks = list(hooks)
     self.mesh = make_mesh(config, devices)
     self.builder = StateBuilder.create(self.task, config)
     abstract = self.builder.build_abstract()
@@ -141,16 +163,22 @@ class Trainer:
   # -- loop --------------------------------------------------------------------
   def run(self) -> dict[str, Any]:
     c, t = self.config, self.config.train
-    ckpt.check_workdir_config(self.workdir, schema.structural_fields(c))
+    check_workdir_config(self.workdir, c)
     save_run_config(self.workdir, c)
-    self.task.prepare(self.workdir)
     manager = ckpt.make_manager(self.workdir, t.keep_checkpoints,
                                 t.async_checkpoint)
-    iterator = iter(self.task.train_dataset(self.local_batch,
-                                            c.data.seed + 7919 * t.seed))
+    data_seed = c.data.seed + 7919 * t.seed
+    iterator = iter(self.task.train_dataset(self.local_batch, data_seed))
     latest = manager.latest_step()
     if latest is not None:
-      state = ckpt.restore(manager, latest, self.abstract_state, iterator)
+      state, data_restored = ckpt.restore(
+          manager, latest, self.abstract_state, iterator,
+          elastic=t.elastic_resume)
+      if not data_restored:
+        # Another process count: a new data order, seeded by the step so
+        # that it does not replay the run's first batches.
+        iterator = iter(self.task.train_dataset(
+            self.local_batch, data_seed + 1_000_003 * latest))
       logging.info("resuming from step %d", latest)
     else:
       state = self.builder.init(t.seed, self.mesh)
@@ -186,9 +214,16 @@ class Trainer:
           ev = self.evaluate(state)
           self.reporter.scalars(step, ev, prefix="eval/")
           last.update({f"eval/{k}": v for k, v in ev.items()})
-          self.task.on_eval(self.builder.merge(
-              self.builder.graphdef, state["params"], state["extra"]),
-                            step, self.reporter, self.workdir)
+          model = self.builder.merge(self.builder.graphdef, state["params"],
+                                     state["extra"])
+          self.task.on_eval(model, step, self.reporter, self.workdir)
+        for hook in self.hooks:
+          if step % hook.every == 0 or step == t.steps:
+            ev = hook(self.builder.merge(self.builder.graphdef,
+                                         state["params"], state["extra"]),
+                      step, self.reporter, self.workdir) or {}
+            self.reporter.scalars(step, ev, prefix="eval/")
+            last.update({f"eval/{k}": v for k, v in ev.items()})
         if step % t.ckpt_every == 0 or step == t.steps or preempt.requested:
           ckpt.save(manager, step, state, iterator, force=True)
         if preempt.requested:
@@ -200,8 +235,3 @@ class Trainer:
     self.state = state
     return {k: (float(np.asarray(v)) if np.ndim(v) == 0 else v)
             for k, v in last.items()} | {"step": step}
-
-
-def train_and_evaluate(config, workdir: str, task: Task | None = None):
-  """Trains ``config`` in ``workdir`` (resuming if it holds a run)."""
-  return Trainer(config, workdir, task).run()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from csm_jax.codec.config import codec_config
+from csm_jax.config.codec import codec_config
 from csm_jax.codec.model import Codec
 
 

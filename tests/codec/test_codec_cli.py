@@ -43,11 +43,10 @@ def _encode(saved, path, tmp_path, capsys, *extra, flag="--checkpoint"):
 def test_checkpoint_forms(codec, tiny, saved, speech, tmp_path, capsys):
   """A codec dir, a CSM workdir (codec/export) and a codec trainer workdir
   restored from its latest Orbax checkpoint give the same codes."""
-  from csm_jax.codec.io import codec_from_train_state
-  from csm_jax.codec.task import CodecTask
+  from csm_jax.training.tasks.codec import CodecTask
   from csm_jax.config.presets import codec_training
-  from csm_jax.inference.export import save_run_config
-  from csm_jax.training import checkpoint as ckpt
+  from csm_jax.store.run_config import save_run_config
+  from csm_jax.store import checkpoint as ckpt
   from csm_jax.training.state import StateBuilder
 
   wav = _wav(tmp_path, "a.wav", speech, tiny.sample_rate)
@@ -62,14 +61,17 @@ def test_checkpoint_forms(codec, tiny, saved, speech, tmp_path, capsys):
   config = codec_training(tiny, steps=1)
   task = CodecTask(config)
   # One jitted init (eager construction compiles every initializer).
-  state = jax.jit(StateBuilder.create(task, config).init_fn)(np.uint32(3))
+  builder = StateBuilder.create(task, config)
+  builder.build_abstract()
+  state = jax.jit(builder.init_fn)(np.uint32(3))
   run = str(tmp_path / "codec_run")
   save_run_config(run, config)
   manager = ckpt.make_manager(run, keep=2, async_save=False)
   ckpt.save(manager, 1, state, None, force=True)
   manager.close()
   rc, codes, _ = _encode(run, wav, tmp_path, capsys, "--levels", "2")
-  expect = codec_from_train_state(task, state)
+  expect = builder.merge(builder.graphdef, state["params"],
+                         state["extra"]).codec
   np.testing.assert_array_equal(
       codes, np.asarray(api.encode(*nnx.split(expect),
                                    sf.read(wav, dtype="float32")[0][None],

@@ -4,7 +4,7 @@ import jax
 import pytest
 from flax import nnx
 
-from csm_jax.codec import config as cfg
+from csm_jax.config import codec as cfg
 from csm_jax.codec.metrics import bitrate
 from csm_jax.codec.model import Codec, count_params
 
@@ -26,8 +26,9 @@ def test_mimi_shape():
 
 def test_generic_default_quantizer():
   c = cfg.codec_config("base")
-  assert c.rvq.levels == cfg.DEFAULT_RVQ_LEVELS == 32
-  assert c.rvq.codebook_size == cfg.DEFAULT_CODEBOOK_SIZE == 1024
+  # The research plan's RVQEncoder(layers=32, codebook_size=1024).
+  assert c.rvq.levels == 32
+  assert c.rvq.codebook_size == 1024
 
 
 def test_debug_is_small():

@@ -7,8 +7,8 @@ import optax
 import pytest
 from flax import nnx
 
-from csm_jax.codec.task import CodecTask
-from csm_jax.training.task import validate_batch
+from csm_jax.training.tasks.codec import CodecTask
+from csm_jax.data.batch import validate_batch
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +119,10 @@ def test_training_reduces_reconstruction_loss(setup):
 
 
 def test_codec_from_train_state_and_on_eval(setup, tmp_path):
-  from csm_jax.codec.io import codec_from_train_state
+  from csm_jax.store import models
   task, graphdef, pg, pd, rest, grads, batch = setup
-  codec = codec_from_train_state(
-      task, {"params": {"generator": pg, "discriminator": pd},
-             "extra": rest})
+  codec = models.merge(graphdef, {"generator": pg, "discriminator": pd},
+                       rest, task.param_groups()).codec
   assert codec.levels == 3
   np.testing.assert_array_equal(
       nnx.state(codec, nnx.Param)["encoder"]["conv_in"]["kernel"][...],
@@ -132,3 +131,28 @@ def test_codec_from_train_state_and_on_eval(setup, tmp_path):
   task.on_eval(model, 7, None, str(tmp_path))
   out = tmp_path / "codec_samples" / "step_7"
   assert (out / "0_codec.wav").exists() and (out / "0_ref.wav").exists()
+
+
+def _clip_ids(batches):
+  # Clip i is the constant (i + 1) / 100: its crops say where they came from.
+  return {int(round(v * 100)) - 1 for b in batches for v in b["audio"][:, 0]}
+
+
+def test_each_process_reads_its_own_clips(tiny, monkeypatch):
+  """Multi-host codec training: hosts never read the same clips."""
+  n, seg = 8, int(tiny.segment_seconds * tiny.sample_rate)
+  clips = [np.full(seg * 2, (i + 1) / 100, np.float32) for i in range(n)]
+  seen = {}
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  for p in (0, 1):
+    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
+    task = CodecTask(tiny, clip_source=clips, eval_source=clips[:5])
+    it = iter(task.train_dataset(2, seed=0))
+    seen[p] = _clip_ids([next(it) for _ in range(2)])  # one epoch of 4 clips
+    seen[f"eval{p}"] = list(task.eval_dataset(2))
+  assert seen[0] | seen[1] == set(range(n))
+  assert not seen[0] & seen[1]
+  # Held-out: as many batches on every host (a collective step), disjoint.
+  assert len(seen["eval0"]) == len(seen["eval1"])
+  assert not _clip_ids(seen["eval0"]) & _clip_ids(seen["eval1"])
+  assert _clip_ids(seen["eval0"]) | _clip_ids(seen["eval1"]) == set(range(5))

@@ -1,10 +1,10 @@
-"""Bad-input kinds and format handling of csm_jax.data.audio, on real files."""
+"""Bad-input kinds and format handling of csm_jax.audio.io, on real files."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from csm_jax.data import audio
+from csm_jax.audio import io as audio
 
 
 def _tone(sr, seconds=0.5, amp=0.3, channels=1):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from csm_jax.data.dialogue_examples import DialogueExamples, TokenCache
+from csm_jax.data.examples.dialogue import DialogueExamples, TokenCache
 
 HOP = 100
 
@@ -71,3 +71,30 @@ def test_examples_hold_context_target_loss_and_pack(tmp_path):
                                loss_on="all_audio")
   ex2 = all_audio.example((6, [4, 5]))
   assert ex2["loss_mask"].sum() > target_frames
+
+
+def _char_tok(speaker, text):
+  # Many more ids than len(text) // 3: the shape of a small-vocabulary
+  # tokenizer, which an estimate of rows from characters undercounts.
+  return [4 + speaker] + [16 + ord(ch) % 64 for ch in text] + [3]
+
+
+def test_packing_never_cuts_a_target_or_its_end_frame(tmp_path):
+  recs = _records()
+  cache = TokenCache.load_or_build(recs, _encode, str(tmp_path / "c.npz"),
+                                   16000)
+  ds = DialogueExamples(recs, cache, _positions(recs), _char_tok,
+                        n_codebooks=3, seq_len=64, context_turns=5)
+  for i in range(len(ds)):
+    item = ds[i]
+    want = sum(len(cache.codes[pos]) + 1 for pos, _ in ds.plan[i])
+    assert item["loss_mask"].sum() == want, (i, ds.plan[i])
+    # Every packed example ends on its all-zero end-of-speech frame.
+    seg = item["segment_ids"]
+    for s in range(1, seg.max() + 1):
+      last = np.flatnonzero(seg == s)[-1]
+      assert not item["audio_tokens"][last].any()
+      assert item["mask"][last, :-1].all()
+  # The plan's row counts are the examples' real lengths.
+  for target in ds.targets:
+    assert ds.rows(target) == len(ds.example(target)["positions"])

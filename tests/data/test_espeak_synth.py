@@ -5,7 +5,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from csm_jax.data import espeak
+from csm_jax.data.synthetic import espeak
 
 TEXT = "The quick brown fox jumps over the lazy dog, doesn't it?"
 

@@ -4,7 +4,7 @@ import fcntl
 
 import pytest
 
-from csm_jax.data import librosa_safe
+from csm_jax.audio import librosa_safe
 
 
 def _lock_is_held() -> bool:

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from csm_jax.data import ingest_report, manifest, tfds_dailytalk, tfds_manifest
+from csm_jax.data.corpora import dailytalk as tfds_dailytalk
+from csm_jax.data.corpora import ingest_report
+from csm_jax.data.corpora import manifest
+from csm_jax.data.corpora import manifest_builder as tfds_manifest
 
 SR = 44100   # DailyTalk's recordings are 44.1 kHz
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from csm_jax.data import ingest_report, manifest, tfds_manifest
+from csm_jax.data.corpora import ingest_report
+from csm_jax.data.corpora import manifest
+from csm_jax.data.corpora import manifest_builder as tfds_manifest
 
 SR = 16000
 
@@ -226,7 +228,9 @@ def test_beam_direct_runner(corpus, tmp_path):
 
 
 def test_prepare_cli_needs_its_inputs(tmp_path):
-  from csm_jax import prepare
+  # The library function, not the entrypoint module (whose flags would
+  # collide with other entrypoints imported by the same test process).
+  from csm_jax.data.corpora import registry as prepare
   with pytest.raises(ValueError, match="needs --manifest"):
     prepare.prepare_dataset("manifest_dialogues", "default", str(tmp_path))
   with pytest.raises(ValueError, match="needs --manual_dir"):

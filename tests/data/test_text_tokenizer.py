@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from csm_jax.data import text_gen, voices
-from csm_jax.text import TextTokenizer, TokenizerError
+from csm_jax.data.synthetic import text_gen
+from csm_jax.data.synthetic import voices
+from csm_jax.data.tokenizer import TextTokenizer, TokenizerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))

@@ -7,7 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from csm_jax.data import features, tfds_dialogues, voices
+from csm_jax.data import features
+from csm_jax.data.corpora import synthetic as tfds_dialogues
+from csm_jax.data.corpora import turns
+from csm_jax.data.synthetic import voices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
@@ -49,13 +52,13 @@ def test_splits_disjoint_by_conversation_and_context(data_dir):
   ids = {}
   for split in ("train", "validation"):
     src = tfds_dialogues.data_source(split, "tiny", data_dir)
-    index = tfds_dialogues.turn_positions(src)
+    index = turns.turn_positions(src)
     ids[split] = set(index)
     for cid, positions in index.items():
-      turns = [src[p] for p in positions]
-      assert [int(t["turn_index"]) for t in turns] == list(range(len(turns)))
-      assert all(int(t["num_turns"]) == len(turns) for t in turns)
-      starts = [float(t["start_s"]) for t in turns]
+      recs = [src[p] for p in positions]
+      assert [int(t["turn_index"]) for t in recs] == list(range(len(recs)))
+      assert all(int(t["num_turns"]) == len(recs) for t in recs)
+      starts = [float(t["start_s"]) for t in recs]
       assert starts == sorted(starts)
   assert ids["train"] and ids["validation"]
   assert not ids["train"] & ids["validation"]
@@ -70,9 +73,9 @@ def test_unprepared_size_names_the_fix(tmp_path):
 
 def test_default_data_dir(monkeypatch):
   monkeypatch.setenv("CSM_JAX_DATA_DIR", "/tmp/somewhere")
-  assert tfds_dialogues.default_data_dir() == "/tmp/somewhere"
+  assert turns.default_data_dir() == "/tmp/somewhere"
   monkeypatch.delenv("CSM_JAX_DATA_DIR")
-  assert tfds_dialogues.default_data_dir() == os.path.expanduser(
+  assert turns.default_data_dir() == os.path.expanduser(
       "~/csm_jax_data")
 
 
@@ -86,7 +89,7 @@ def test_prepare_cli_help():
 
 
 def test_tokenizer_cli_reads_prepared_dataset(data_dir, tmp_path):
-  from csm_jax.text import read_corpus_texts
+  from csm_jax.data.tokenizer import read_corpus_texts
   texts = list(read_corpus_texts(data_dir))
   src = tfds_dialogues.data_source("train", "tiny", data_dir)
   assert len(texts) == len(src) and all(isinstance(t, str) for t in texts)

@@ -5,7 +5,9 @@ import re
 
 import numpy as np
 
-from csm_jax.data import lexicon, text_gen, voices
+from csm_jax.data.synthetic import lexicon
+from csm_jax.data.synthetic import text_gen
+from csm_jax.data.synthetic import voices
 
 ARCS = voices.ARC_NAMES
 

@@ -4,7 +4,11 @@ level in their intended directions."""
 import numpy as np
 import pytest
 
-from csm_jax.data import espeak, features, librosa_safe, text_gen, voices
+from csm_jax.audio import librosa_safe
+from csm_jax.data import features
+from csm_jax.data.synthetic import espeak
+from csm_jax.data.synthetic import text_gen
+from csm_jax.data.synthetic import voices
 
 SR = 16000
 

@@ -9,15 +9,16 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 import soundfile
 
 from csm_jax.config.presets import apply_overrides
-from csm_jax.inference.cli import load_generator
+from csm_jax.inference.loading import load_generator
 from csm_jax.inference.generator import ContextTurn, Sampling
-from csm_jax.training.trainer import train_and_evaluate
+from csm_jax.training.run import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
@@ -71,12 +72,42 @@ def test_generate_cli_writes_a_wav_and_streaming_matches_offline(run, tmp_path):
   audio, sr = soundfile.read(wav)
   gen = load_generator(wd)
   assert sr == gen.codec.sample_rate
-  s = Sampling(max_seconds=1.0, frames_per_call=2, seed=3)
+  # No end of speech before 0.5 s: the streaming check always has frames.
+  s = Sampling(max_seconds=1.0, min_seconds=0.5, frames_per_call=2, seed=3)
   ctx = [ContextTurn(0, "Hello there.", audio=np.sin(np.arange(8000) / 9.0) * .3)]
   chunks = list(gen.stream("Fine, thanks.", 1, ctx, s))
   codes = np.concatenate([c.codes for c in chunks])
   streamed = np.concatenate([c.audio for c in chunks])
-  if len(codes):
-    offline = gen.codec.decode(codes)
-    np.testing.assert_allclose(streamed, offline, atol=1e-4)
+  assert len(codes) >= round(0.5 * gen.codec.frame_rate)
+  offline = gen.codec.decode(codes)
+  np.testing.assert_allclose(streamed, offline, atol=1e-4)
+  assert len(streamed) == len(codes) * gen.codec.hop
   assert chunks[0].elapsed_s > 0
+
+
+def test_generation_builds_no_optimizer_state(run, tmp_path):
+  """Loading to speak, from a workdir or an export, restores parameters
+  only: no optimizer is constructed and no training module is imported."""
+  from csm_jax.store.export import export
+  _, wd, _ = run
+  exported = str(tmp_path / "export")
+  export(wd, exported)
+  probe = textwrap.dedent("""
+      import sys
+      import optax
+      def refuse(*args, **kwargs):
+        raise AssertionError("an optimizer was built")
+      optax.adamw = optax.adam = optax.chain = refuse
+      from csm_jax.inference.loading import load_generator
+      for d in sys.argv[1:]:
+        gen = load_generator(d)
+        assert gen.codec is not None and gen.tokenizer is not None
+      loaded = [m for m in sys.modules if m.startswith("csm_jax.training")]
+      assert not loaded, loaded
+      print("loaded without training state")
+  """)
+  r = subprocess.run([sys.executable, "-c", probe, wd, exported], cwd=ROOT,
+                     capture_output=True, text=True, timeout=600,
+                     env=dict(os.environ, PYTHONPATH=ROOT))
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "loaded without training state" in r.stdout

@@ -10,7 +10,8 @@ import sys
 import jax
 
 from csm_jax.parallel.mesh import initialize_distributed
-from csm_jax.training.trainer import Trainer, train_and_evaluate
+from csm_jax.training.run import make_task, train_and_evaluate
+from csm_jax.training.trainer import Trainer
 from tests.foundation.tiny import tiny_config
 
 
@@ -21,7 +22,7 @@ def _compare_devices(workdir, steps):
     c = tiny_config(train__steps=steps, train__ckpt_every=1000,
                     train__eval_every=1000, data__batch_size=8)
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = mesh
-    tr = Trainer(c, f"{workdir}/{name}", devices=devs)
+    tr = Trainer(c, f"{workdir}/{name}", make_task(c), devices=devs)
     tr.run()
     rows = [json.loads(l) for l in open(f"{workdir}/{name}/metrics.jsonl")]
     out[name] = [r["loss"] for r in rows if "loss" in r]

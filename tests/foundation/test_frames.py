@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from csm_jax.data.frames import (ContextTrimmed, Turn, conversation_rows, pack,
+from csm_jax.data.examples.frames import (ContextTrimmed, Turn, conversation_rows, pack,
                                  trim_context, turn_rows)
 
 

@@ -8,7 +8,7 @@ from flax import nnx
 
 from csm_jax.config import ConfigError, validate
 from csm_jax.model.loss import csm_loss, sample_levels
-from csm_jax.training.tasks import make_task
+from csm_jax.training.run import make_task
 from tests.foundation.test_model import _batch, _model
 from tests.foundation.tiny import tiny_config
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from csm_jax.data.synthetic_tokens import SyntheticTokenSource
+from csm_jax.data.examples.synthetic_tokens import SyntheticTokenSource
 from csm_jax.model.csm import CSM
 from csm_jax.model.layers import RopeConfig, rope_inv_freq
 from csm_jax.model.loss import csm_loss

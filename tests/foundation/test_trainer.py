@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csm_jax.model.task import CSMTask
-from csm_jax.training.checkpoint import CheckpointError, WorkdirError
-from csm_jax.training.task import BatchError
-from csm_jax.training.trainer import Trainer, train_and_evaluate
+from csm_jax.training.tasks.csm import CSMTask
+from csm_jax.store.checkpoint import CheckpointError
+from csm_jax.store.run_config import WorkdirError
+from csm_jax.data.batch import BatchError
+from csm_jax.training.run import make_task, train_and_evaluate
+from csm_jax.training.trainer import Trainer
 from tests.foundation.tiny import read_losses, tiny_config
 
 
@@ -64,23 +66,35 @@ def test_nonfinite_update_is_skipped_and_counted(tmp_path):
 
 
 def test_gradient_accumulation_matches_full_batch(tmp_path):
+  """Micro-batches training on different numbers of frames: the step's
+  gradient is the full batch's (a mean over frames, not a mean of means)."""
+  base = next(iter(CSMTask(tiny_config()).train_dataset(4, 0)))
+  batch = dict(base)
+  # The second micro-batch trains on a handful of frames, the first on all.
+  lm = batch["loss_mask"].copy()
+  lm[2:, 6:] = False
+  batch["loss_mask"] = lm
+
   def first_step(accum):
-    c = tiny_config(train__accum_steps=accum, model__decoder_frame_fraction=1.0)
-    tr = Trainer(c, str(tmp_path / f"a{accum}"))
+    c = tiny_config(train__accum_steps=accum, model__decoder_frame_fraction=1.0,
+                    model__text_loss_weight=0.0)
+    tr = Trainer(c, str(tmp_path / f"a{accum}"), make_task(c))
     tr.compile()
     state = tr.builder.init(0, tr.mesh)
-    batch = tr._put(next(iter(tr.task.train_dataset(4, 0))))
-    state, m = tr.train_step(state, batch)
-    return jax.device_get(state["params"]), m
-  p1, _ = first_step(1)
-  p2, _ = first_step(2)
+    state, m = tr.train_step(state, tr._put(batch))
+    return jax.device_get(state["params"]), jax.device_get(m)
+  p1, m1 = first_step(1)
+  p2, m2 = first_step(2)
+  np.testing.assert_allclose(m2["loss"], m1["loss"], rtol=1e-5)
+  np.testing.assert_allclose(m2["grad_norm/model"], m1["grad_norm/model"],
+                             rtol=1e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6),
                p1, p2)
 
 
 def test_out_of_range_ids_fail_on_the_host(tmp_path):
   c = tiny_config()
-  tr = Trainer(c, str(tmp_path))
+  tr = Trainer(c, str(tmp_path), make_task(c))
   batch = next(iter(tr.task.train_dataset(4, 0)))
   batch["audio_tokens"][0, 0, 0] = c.model.audio_vocab
   with pytest.raises(BatchError, match="audio_tokens.*vocabulary"):
@@ -113,19 +127,18 @@ def test_relative_workdir_checkpoints_and_resumes(tmp_path, monkeypatch):
 
 
 def test_training_only_fields_may_change_on_resume(tmp_path):
-  from csm_jax.config.schema import structural_fields
-  from csm_jax.training.checkpoint import check_workdir_config
+  from csm_jax.store.run_config import check_workdir_config
   wd = str(tmp_path)
-  check_workdir_config(wd, structural_fields(tiny_config()))
+  check_workdir_config(wd, tiny_config())
   changed = tiny_config(model__decoder_frame_fraction=0.5,
                         model__critical_codebooks=2,
                         model__detail_codebooks_per_step=1,
                         model__remat="full")
-  check_workdir_config(wd, structural_fields(changed))  # accepted
+  check_workdir_config(wd, changed)  # accepted
   wider = tiny_config()
   wider.model.decoder.mlp = 96
   with pytest.raises(WorkdirError, match="model.decoder.mlp"):
-    check_workdir_config(wd, structural_fields(wider))
+    check_workdir_config(wd, wider)
 
 
 def test_corrupt_checkpoint_gives_clear_error(tmp_path):
@@ -153,3 +166,21 @@ def test_data_iterator_resumes_at_the_next_batch():
   got = next(it2)
   for k in want:
     np.testing.assert_array_equal(want[k], got[k])
+
+
+def test_resume_on_another_process_count_is_explained_or_elastic(tmp_path):
+  wd = str(tmp_path)
+  train_and_evaluate(tiny_config(train__steps=2, train__ckpt_every=2), wd)
+  # Make the checkpoint look as if two processes had written it.
+  data = tmp_path / "checkpoints" / "2" / "data"
+  state = (data / "process_0-of-1.json").read_text()
+  (data / "process_0-of-1.json").unlink()
+  for i in range(2):
+    (data / f"process_{i}-of-2.json").write_text(state)
+  with pytest.raises(CheckpointError,
+                     match=r"written by 2 processes and this run has 1.*"
+                           r"elastic_resume"):
+    train_and_evaluate(tiny_config(train__steps=3), wd)
+  out = train_and_evaluate(tiny_config(train__steps=3,
+                                       train__elastic_resume=True), wd)
+  assert out["step"] == 3

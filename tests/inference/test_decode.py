@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from csm_jax.data.synthetic_tokens import SyntheticTokenSource
+from csm_jax.data.examples.synthetic_tokens import SyntheticTokenSource
 from csm_jax.inference import decode
 from csm_jax.inference.sampling import filter_top_k, filter_top_p, sample
 from csm_jax.model.csm import CSM

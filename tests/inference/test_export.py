@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csm_jax.inference.export import ExportError, export, load_export
+from csm_jax.store.export import ExportError, export, load_export
+from csm_jax.training.run import make_task
 from csm_jax.training.trainer import Trainer
 from tests.foundation.tiny import tiny_config
 
@@ -19,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 def test_export_round_trip(tmp_path):
   c = tiny_config(train__steps=3, train__ckpt_every=3)
   wd = str(tmp_path / "run")
-  tr = Trainer(c, wd)
+  tr = Trainer(c, wd, make_task(c))
   tr.run()
   trained = jax.device_get(tr.state["params"]["model"])
   out = str(tmp_path / "export")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from csm_jax.data.frames import ContextTrimmed
+from csm_jax.data.examples.frames import ContextTrimmed
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
 from csm_jax.model.csm import CSM
 from tests.foundation.tiny import tiny_config
@@ -60,14 +60,43 @@ def test_over_long_context_is_trimmed_with_a_warning():
   assert len(out["codes"]) <= 2
 
 
-def test_batch_of_prompts_runs_together():
+def test_batch_of_prompts_equals_each_prompt_alone():
   gen, c = _generator()
   reqs = [("short", 0, []), ("a longer prompt here", 1,
                              [ContextTurn(0, "x", codes=_codes(c, 3))])]
-  outs = list(gen.stream_batch(reqs, Sampling(max_seconds=0.24,
-                                              frames_per_call=3)))
-  assert len(outs) == 1 and all(o is not None for o in outs[0])
-  assert all(o.codes.shape[1] == c.model.n_codebooks for o in outs[0])
+  s = Sampling(max_seconds=0.08 * 6, frames_per_call=3, top_k=8, seed=4)
+  together = [[], []]
+  for chunk in gen.stream_batch(reqs, s):
+    for i, part in enumerate(chunk):
+      if part is not None:
+        together[i].append(part.codes)
+  for i, (text, speaker, ctx) in enumerate(reqs):
+    alone = gen.generate(text, speaker, ctx, s)["codes"]
+    assert len(alone) > 0
+    np.testing.assert_array_equal(np.concatenate(together[i]), alone)
+
+
+def test_prompt_and_frames_stay_within_the_trained_length():
+  """Positions past data.seq_len were never trained on: the generator's
+  cache (prompt + frames) stops there even when max_seq_len is larger."""
+  gen, c = _generator()
+  assert c.data.seq_len < c.model.max_seq_len
+  assert gen.max_len == c.data.seq_len
+  context = [ContextTurn(i % 2, "word " * 3, codes=_codes(c, 6))
+             for i in range(6)]
+  rows = gen.prompt_rows("reply", 0, context, reserve=4)
+  assert len(rows["positions"]) + 4 <= c.data.seq_len
+
+
+def test_debug_config_generates_within_what_it_trained_on():
+  import importlib.util, os
+  root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      "debug_cfg", os.path.join(root, "configs", "debug.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config()
+  assert c.model.max_seq_len == c.data.seq_len
 
 
 class SilentCodec:
@@ -90,3 +119,13 @@ def test_silence_guard_ends_a_silent_tail():
   frames_for_silence = int(0.2 * SilentCodec.frame_rate)
   assert 0 < len(out["codes"]) <= frames_for_silence + 1
   assert len(out["codes"]) < 4.0 * SilentCodec.frame_rate
+
+
+def test_min_seconds_holds_off_the_end_of_speech():
+  gen, _ = _generator(zero_heads=True)
+  # Zero heads + greedy would end at once (every code 0); with min_seconds
+  # codebook 0 avoids code 0 for the first 3 frames, then the end comes.
+  out = gen.generate("bye", 0, [], Sampling(
+      temperature=0.0, max_seconds=2.0, min_seconds=0.24, frames_per_call=1))
+  assert len(out["codes"]) == 3
+  assert (out["codes"][:, 0] != 0).all()

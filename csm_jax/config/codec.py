@@ -1,9 +1,11 @@
-"""Size table and validation for the neural audio codec (SEANet + transformer + RVQ).
+"""Config and validation of the neural audio codec (SEANet + transformer + RVQ).
 
-``codec_config("debug")`` trains on two CPU cores in minutes; ``codec_config("mimi")``
-has the shape of Kyutai's Mimi (24 kHz, 12.5 Hz frames, 32 x 2048 split RVQ).
-``codec_config("base")`` is the Mimi shape with the research plan's generic
-quantizer default (``RVQEncoder(layers=32, codebook_size=1024)``).
+``codec_config(name)`` builds the codec config of one row of
+``config.sizes.CODECS`` (shapes) with its training recipe (losses,
+discriminator, crop length): ``debug`` trains on two CPU cores in minutes;
+``mimi`` has the shape of Kyutai's Mimi (24 kHz, 12.5 Hz frames, 32 x 2048
+split RVQ); ``base`` is that shape with the research plan's generic
+quantizer (``RVQEncoder(layers=32, codebook_size=1024)``).
 """
 
 from __future__ import annotations
@@ -12,16 +14,12 @@ import math
 
 import ml_collections
 
-# The research plan's generic quantizer:
-# RVQEncoder(layers=32, codebook_size=1024).
-DEFAULT_RVQ_LEVELS = 32
-DEFAULT_CODEBOOK_SIZE = 1024
+from csm_jax.config import sizes as sizes_lib
 
-SIZES = ("debug", "base", "mimi")
+SIZES = tuple(sizes_lib.codec_names())
 
 
-def _rvq(levels=DEFAULT_RVQ_LEVELS, codebook_size=DEFAULT_CODEBOOK_SIZE,
-         codebook_dim=256, dead_code_threshold=0.1):
+def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1):
   return ml_collections.ConfigDict(dict(
       levels=levels,
       codebook_size=codebook_size,
@@ -40,34 +38,35 @@ def _rvq(levels=DEFAULT_RVQ_LEVELS, codebook_size=DEFAULT_CODEBOOK_SIZE,
   ))
 
 
-def _mimi_shape() -> ml_collections.ConfigDict:
-  """Mimi's encoder/decoder shape; quantizer sizes filled in by the caller."""
+def _from_row(row: dict) -> ml_collections.ConfigDict:
+  """A codec config with the shapes of one size-table row and the full-size
+  recipe (losses, discriminator, crop); ``_debug_recipe`` scales it down."""
+  layers, width, heads, context = row["transformer"]
+  levels, codes, dim = row["rvq"]
   return ml_collections.ConfigDict(dict(
-      sample_rate=24_000,
-      # SEANet width before each downsampling stage and after the last one.
-      # 64 -> 1024 then a kernel-3 conv to latent_dim 512 gives ~79M params in
-      # total with the two transformers, matching Mimi's published count.
-      channels=(64, 128, 256, 512, 1024),
+      sample_rate=row["sample_rate"],
+      channels=row["channels"],
       # Decoder upsampling order (as Mimi/EnCodec list them); the encoder
-      # applies them reversed (4, 5, 6, 8).
-      ratios=(8, 6, 5, 4),
-      downsample=2,  # 25 Hz SEANet latent -> 12.5 Hz codec frames.
+      # applies them reversed.
+      ratios=row["ratios"],
+      downsample=row["downsample"],  # e.g. 25 Hz latent -> 12.5 Hz frames
       n_residual=1,
       kernel_size=7,
       last_kernel_size=3,
       residual_kernel_size=3,
       dilation_base=2,
       compress=2,
-      latent_dim=512,
+      latent_dim=row["latent_dim"],
       transformer=ml_collections.ConfigDict(dict(
-          enabled=True, layers=8, width=512, heads=8, mlp_ratio=4,
-          context=250, rope_base=10_000.0, layer_scale=0.01)),
-      rvq=_rvq(),
+          enabled=True, layers=layers, width=width, heads=heads, mlp_ratio=4,
+          context=context, rope_base=10_000.0, layer_scale=0.01)),
+      rvq=_rvq(levels, codes, dim),
       semantic=ml_collections.ConfigDict(dict(
           # Level 0 gets its own quantizer whose output is distilled toward a
           # self-supervised speech model's features (WavLM-large: 1024 dims),
           # supplied per frame in the batch field "semantic_targets".
-          enabled=True, target_dim=1024, weight=1.0)),
+          enabled=row["semantic"], target_dim=1024 if row["semantic"] else 0,
+          weight=1.0 if row["semantic"] else 0.0)),
       losses=ml_collections.ConfigDict(dict(
           mel_windows=(64, 128, 256, 512, 1024, 2048),
           mel_bins=(16, 32, 64, 64, 64, 64),
@@ -89,8 +88,8 @@ def _mimi_shape() -> ml_collections.ConfigDict:
   ))
 
 
-def _debug() -> ml_collections.ConfigDict:
-  """16 kHz, 50 Hz frames, 8 levels x 256 codes (3.2 kbps), ~0.6M params.
+def _debug_recipe(c) -> None:
+  """The CPU recipe of the debug row.
 
   A shared-trainer step on a batch of 8 x 0.5 s takes about a second on two
   (busy) CPU cores; configs/codec_debug.py (downsample 4: 25 Hz, 1.6 kbps)
@@ -100,19 +99,6 @@ def _debug() -> ml_collections.ConfigDict:
   256 codes because a CPU batch holds only a few hundred latent vectors;
   larger codebooks would stay mostly dead.
   """
-  c = _mimi_shape()
-  c.sample_rate = 16_000
-  c.channels = (16, 32, 64, 128)
-  c.ratios = (8, 5, 4)
-  c.downsample = 2
-  c.latent_dim = 64
-  c.transformer = ml_collections.ConfigDict(dict(
-      enabled=True, layers=2, width=64, heads=4, mlp_ratio=4, context=50,
-      rope_base=10_000.0, layer_scale=0.01))
-  c.rvq = _rvq(levels=8, codebook_size=256, codebook_dim=32)
-  c.semantic.enabled = False
-  c.semantic.target_dim = 0
-  c.semantic.weight = 0.0
   c.losses.mel_windows = (128, 256, 512, 1024)
   c.losses.mel_bins = (16, 32, 64, 64)
   c.losses.stft_resolutions = ((256, 64), (512, 128), (1024, 256))
@@ -123,20 +109,15 @@ def _debug() -> ml_collections.ConfigDict:
   c.discriminator = ml_collections.ConfigDict(dict(
       n_ffts=(1024, 512, 256), channels=8, layers=2))
   c.segment_seconds = 0.5
-  return c
 
 
 def codec_config(size: str = "debug") -> ml_collections.ConfigDict:
-  """The validated config of one codec size ("debug", "base", "mimi")."""
-  if size == "debug":
-    c = _debug()
-  elif size == "base":
-    c = _mimi_shape()
-  elif size == "mimi":
-    c = _mimi_shape()
-    c.rvq = _rvq(levels=32, codebook_size=2048, codebook_dim=256)
-  else:
+  """The validated config of one codec row of ``config.sizes.CODECS``."""
+  if size not in sizes_lib.CODECS:
     raise ValueError(f"unknown codec size {size!r}; choose one of {SIZES}")
+  c = _from_row(sizes_lib.CODECS[size])
+  if size == "debug":
+    _debug_recipe(c)
   validate(c)
   return c
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from csm_jax.data import lexicon as L
+from csm_jax.data.synthetic import lexicon as L
 
 PRONOUNS = (("I", "1s"), ("you", "2"), ("we", "p"), ("they", "p"),
             ("she", "3"), ("he", "3"))

@@ -16,6 +16,8 @@ import numpy as np
 
 from csm_jax.parallel import topology as topo_lib
 from csm_jax.parallel.sharding import mesh_axis_sizes
+from csm_jax.training.run import make_task
+from csm_jax.training.trainer import Trainer
 
 
 # What well-tuned JAX trainers reach at these sizes (46-50% at 7B on H100s,
@@ -53,9 +55,8 @@ def _cost(compiled) -> dict:
 
 def make_plan(config, topology: str) -> dict:
   """Compiles ``config``'s train step for ``topology``; returns the report."""
-  from csm_jax.training.trainer import Trainer  # pylint: disable=g-import-not-at-top
   topo = topo_lib.resolve(topology)
-  trainer = Trainer(config, workdir="", devices=list(topo.devices))
+  trainer = Trainer(config, "", make_task(config), devices=list(topo.devices))
   t0 = time.perf_counter()
   try:
     trainer.compile()

@@ -12,25 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from csm_jax.training.task import FieldSpec
-
-
-def csm_batch_spec(config) -> dict[str, FieldSpec]:
-  """The per-example layout of a CSM batch (shared by every CSM data source)."""
-  m, t = config.model, config.data.seq_len
-  n = m.n_codebooks
-  return {
-      "audio_tokens": FieldSpec((t, n), np.int32, ("batch", "seq", None),
-                                0, m.audio_vocab),
-      "text_tokens": FieldSpec((t,), np.int32, ("batch", "seq"),
-                               0, m.text_vocab),
-      "mask": FieldSpec((t, n + 1), np.bool_, ("batch", "seq", None)),
-      "positions": FieldSpec((t,), np.int32, ("batch", "seq"),
-                             0, m.max_seq_len),
-      "segment_ids": FieldSpec((t,), np.int32, ("batch", "seq"), 0, None),
-      "loss_mask": FieldSpec((t,), np.bool_, ("batch", "seq")),
-  }
-
 
 class SyntheticTokenSource:
   """Random-access source of packed examples; item i depends on (seed, i)."""

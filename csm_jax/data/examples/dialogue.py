@@ -5,7 +5,9 @@ dataset (``<dataset dir>/codes/<codec fingerprint>/<split>.npz``), so only a
 new codec triggers retokenizing. An example is a target turn with up to
 ``context_turns`` previous turns of its conversation, laid out as CSM does
 (speaker-tagged text rows, then audio frames, per turn), with the oldest
-context dropped to fit; examples are packed greedily into ``seq_len`` rows.
+context dropped to fit; examples are packed greedily into ``seq_len`` rows
+by their exact row counts (every turn's text is tokenized once up front), so
+packing never cuts a target's frames or its end-of-speech frame.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from csm_jax.data.frames import Turn, conversation_rows, pack
+from csm_jax.data.examples.frames import Turn, conversation_rows, pack
 
 
 class TokenCache:
@@ -38,7 +40,7 @@ class TokenCache:
         flat, offsets = z["codes"], z["offsets"]
       return cls([flat[offsets[i]:offsets[i + 1]]
                   for i in range(len(offsets) - 1)])
-    from csm_jax.data.corpus import record_audio  # pylint: disable=g-import-not-at-top
+    from csm_jax.data.corpora.registry import record_audio  # pylint: disable=g-import-not-at-top
     codes = []
     for i in tqdm(range(len(source)), desc=f"tokenizing {os.path.basename(path)}",
                   unit="turn"):
@@ -89,7 +91,9 @@ class DialogueExamples:
         turns.setdefault(cid, []).append((int(rec["turn_index"]), i))
     if positions is None:
       positions = {c: [p for _, p in sorted(v)] for c, v in turns.items()}
-    self.encode_turn = encode_turn
+    # Every turn's ids, once: the exact row counts packing needs.
+    self.ids = [np.asarray(encode_turn(speaker, text), np.int32)
+                for text, speaker in self.meta]
     self.n, self.seq_len = n_codebooks, seq_len
     self.context_turns, self.loss_on = context_turns, loss_on
     # (record position, its conversation's positions up to it) per target.
@@ -103,35 +107,40 @@ class DialogueExamples:
 
   def _turn(self, pos: int, trained: bool) -> Turn:
     codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
-    text, speaker = self.meta[pos]
-    ids = np.asarray(self.encode_turn(speaker, text), np.int32)
-    return Turn(ids, codes, trained)
+    return Turn(self.ids[pos], codes, trained)
+
+  def _turn_rows(self, pos: int) -> int:
+    # Text rows, frames and the end-of-speech frame (frames.turn_rows).
+    return len(self.ids[pos]) + len(self.codes.codes[pos]) + 1
+
+  def _kept_context(self, target) -> list[int]:
+    """The newest context turns that fit beside the target (the target
+    itself may be cut when it alone exceeds ``seq_len``)."""
+    pos, ctx = target
+    kept, total = list(ctx), self._turn_rows(pos)
+    while kept and total + sum(self._turn_rows(p) for p in kept) > \
+        self.seq_len:
+      kept.pop(0)
+    return kept
 
   def example(self, target) -> dict:
-    pos, ctx = target
+    pos, _ = target
     cur = self._turn(pos, True)
-    context = [self._turn(p, self.loss_on == "all_audio") for p in ctx]
-    # Keep the newest context that fits; the target itself may be cut.
-    while context and sum(t.n_rows(True) for t in context) + \
-        cur.n_rows(True) > self.seq_len:
-      context.pop(0)
+    context = [self._turn(p, self.loss_on == "all_audio")
+               for p in self._kept_context(target)]
     return conversation_rows(context + [cur], self.n)
 
-  def _rows(self, target) -> int:
-    pos, ctx = target
-    n = lambda p: len(self.meta[p][0]) // 3 + len(self.codes.codes[p]) + 3
-    total = n(pos)
-    for p in reversed(ctx):
-      if total + n(p) > self.seq_len:
-        break
-      total += n(p)
-    return min(total, self.seq_len)
+  def rows(self, target) -> int:
+    """Exact rows of ``example(target)`` (at most ``seq_len`` once packed)."""
+    pos, _ = target
+    return min(self.seq_len, self._turn_rows(pos) + sum(
+        self._turn_rows(p) for p in self._kept_context(target)))
 
   def _pack_plan(self, targets) -> list[list]:
-    """Greedy packing by an estimate of rows (exact rows need tokenizing)."""
+    """Greedy packing by exact row counts."""
     plan, cur, used = [], [], 0
     for t in targets:
-      r = self._rows(t)
+      r = self.rows(t)
       if cur and used + r > self.seq_len:
         plan.append(cur)
         cur, used = [], 0
@@ -147,3 +156,21 @@ class DialogueExamples:
   def __getitem__(self, index: int) -> dict:
     return pack([self.example(t) for t in self.plan[index]], self.seq_len)
 
+
+def dialogue_source(config, split: str, codec, tokenizer) -> DialogueExamples:
+  """Packed CSM examples of one corpus split, tokenized by ``codec``.
+
+  ``codec`` is a ``csm_jax.codec.handle.CodecHandle`` (its directory names
+  the token cache); ``tokenizer`` has ``encode_turn(speaker, text)``.
+  """
+  from csm_jax.data.corpora import registry  # pylint: disable=g-import-not-at-top
+  src = registry.source(config, split)
+  files = [os.path.join(codec.directory, f)
+           for f in ("config.json", "weights.npz")]
+  path = TokenCache.path(registry.dataset_dir(config), fingerprint(files),
+                         split)
+  cache = TokenCache.load_or_build(src, codec.encode, path, codec.sample_rate)
+  d = config.data
+  return DialogueExamples(src, cache, None, tokenizer.encode_turn,
+                          config.model.n_codebooks, d.seq_len,
+                          d.context_turns, d.loss_on, d.seed)

@@ -20,12 +20,14 @@ import numpy as np
 from flax import nnx
 
 from csm_jax.codec import api
-from csm_jax.codec import config as cfg
+from csm_jax.config import codec as cfg
 from csm_jax.codec import losses as L
 from csm_jax.codec import metrics as M
 from csm_jax.codec.model import CodecGAN
-from csm_jax.data.audio import load_audio, write_wav
-from csm_jax.training.task import FieldSpec, Task
+from csm_jax.audio.io import load_audio, write_wav
+from csm_jax.data.batch import FieldSpec
+from csm_jax.store import models
+from csm_jax.training.tasks.base import Task
 
 sg = jax.lax.stop_gradient
 
@@ -100,11 +102,7 @@ class CodecTask(Task):
     return CodecGAN(self.c, rngs=rngs)
 
   def param_groups(self) -> dict[str, Any]:
-    return {
-        "generator": nnx.All(nnx.Param, nnx.PathContains("codec")),
-        "discriminator": nnx.All(nnx.Param,
-                                 nnx.PathContains("discriminator")),
-    }
+    return models.param_groups("codec")
 
   def _semantic_on(self) -> bool:
     return bool(self.c.semantic.enabled and self.c.semantic.weight > 0)
@@ -208,7 +206,10 @@ class CodecTask(Task):
 
   def train_dataset(self, batch_size: int, seed: int):
     crop = functools.partial(_random_crop, length=self.segment, hop=self.hop)
+    # Each process reads its own share of the clips, as the CSM pipeline
+    # does, so that hosts never train on the same batches.
     return (grain.MapDataset.source(self._source(False))
+            [jax.process_index()::jax.process_count()]
             .shuffle(seed=seed).repeat(None)
             .random_map(crop, seed=seed)
             .batch(batch_size, drop_remainder=True)
@@ -218,9 +219,14 @@ class CodecTask(Task):
     """Centre crops of every eval clip; the last batch wraps around to the
     first clips so that every batch is full (the trainer checks sizes)."""
     src = self._source(True)
-    n = -(-len(src) // batch_size) * batch_size
+    # This process's share of the held-out clips; every process yields the
+    # same number of batches, or the collective eval step would hang.
+    procs = jax.process_count()
+    share = list(range(jax.process_index(), len(src), procs)) or [0]
+    n = -(-(-(-len(src) // procs)) // batch_size) * batch_size
     crop = functools.partial(_center_crop, length=self.segment, hop=self.hop)
-    return (grain.MapDataset.range(n).map(lambda i: crop(src[i % len(src)]))
+    return (grain.MapDataset.range(n)
+            .map(lambda i: crop(src[share[i % len(share)]]))
             .batch(batch_size, drop_remainder=True).to_iter_dataset())
 
   # -- accounting --------------------------------------------------------------

@@ -34,7 +34,7 @@ import threading
 
 import numpy as np
 
-from csm_jax.data import audio as audio_lib
+from csm_jax.audio import io as audio_lib
 
 NATIVE_RATE = 22050
 

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import numpy as np
 import soundfile as sf
 
-from csm_jax.data import audio as audio_lib
+from csm_jax.audio import io as audio_lib
 
 REASONS = audio_lib.REASONS + ("missing", "empty_text", "bad_text",
                                "bad_segment")

@@ -19,7 +19,7 @@ reads::
 ``metadata.json`` only supplies the emotion label (optional; missing ->
 no label). Files in ``data/`` that do not match the pattern are ignored.
 The corpus is converted to conversations in memory (the manifest form of
-``csm_jax.data.manifest``) and built by ``tfds_manifest``'s code, so its
+``csm_jax.data.corpora.manifest``) and built by ``manifest_builder``'s code, so its
 checks, rejection report, features and Beam support are the same:
 conversation ids are ``d<dialog>``, speaker names ``"0"``/``"1"``.
 
@@ -37,9 +37,9 @@ from typing import Iterator
 
 import tensorflow_datasets as tfds
 
-from csm_jax.data import manifest as manifest_lib
-from csm_jax.data import tfds_dialogues
-from csm_jax.data import tfds_manifest
+from csm_jax.data.corpora import manifest as manifest_lib
+from csm_jax.data.corpora.turns import default_data_dir
+from csm_jax.data.corpora import manifest_builder
 
 NAME = "dailytalk"
 HOMEPAGE = "https://github.com/keonlee9420/DailyTalk"
@@ -65,7 +65,7 @@ def conversations(root: str) -> Iterator[manifest_lib.Conversation]:
     raise manifest_lib.ManifestError(
         f"{root}: no data/ folder; expected the extracted DailyTalk layout "
         "<root>/data/<dialog>/<turn>_<speaker>_d<dialog>.wav (see "
-        "csm_jax/data/tfds_dailytalk.py)")
+        "csm_jax/data/corpora/dailytalk.py)")
   meta_path = os.path.join(root, "metadata.json")
   meta = {}
   if os.path.isfile(meta_path):
@@ -98,11 +98,11 @@ def conversations(root: str) -> Iterator[manifest_lib.Conversation]:
                                     source=folder)
 
 
-class Dailytalk(tfds_manifest.ManifestDialogues):
+class Dailytalk(manifest_builder.ManifestDialogues):
   """DailyTalk conversations (manual download), one example per turn."""
 
   name = NAME
-  BUILDER_CONFIGS = [tfds_manifest.ManifestConfig(
+  BUILDER_CONFIGS = [manifest_builder.ManifestConfig(
       name="default", description="DailyTalk from the manual dir")]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f"Download DailyTalk (link in {HOMEPAGE}), extract it and pass the "
@@ -116,7 +116,7 @@ class Dailytalk(tfds_manifest.ManifestDialogues):
 
 
 def builder(data_dir: str | None = None, **kwargs) -> Dailytalk:
-  return Dailytalk(data_dir=data_dir or tfds_dialogues.default_data_dir(),
+  return Dailytalk(data_dir=data_dir or default_data_dir(),
                    file_format="array_record", **kwargs)
 
 
@@ -133,7 +133,7 @@ def prepare(manual_dir: str, data_dir: str | None = None, *,
 def grain_dataset(split: str, data_dir: str | None = None, *,
                   shuffle_seed: int | None = None):
   """A built split as a ``grain.MapDataset`` (optionally shuffled)."""
-  src = tfds_manifest.source_of(
+  src = manifest_builder.source_of(
       builder(data_dir), split,
       f"python -m csm_jax.prepare --dataset={NAME} --manual_dir=DIR")
-  return tfds_manifest.as_grain(src, shuffle_seed)
+  return manifest_builder.as_grain(src, shuffle_seed)

@@ -257,7 +257,7 @@ relieved exhausted overwhelmed confused hopeful grateful jealous angry lost
 stuck anxious restless""")
 
 # Topic lexicons live in their own module; re-exported for the grammar.
-from csm_jax.data.topics import TOPICS  # noqa: E402  pylint: disable=g-import-not-at-top
+from csm_jax.data.synthetic.topics import TOPICS  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 @functools.lru_cache(maxsize=None)

@@ -30,10 +30,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from csm_jax.data import audio as audio_lib
-from csm_jax.data import espeak
-from csm_jax.data import text_gen
-from csm_jax.data import voices
+from csm_jax.audio import io as audio_lib
+from csm_jax.data.synthetic import espeak
+from csm_jax.data.synthetic import text_gen
+from csm_jax.data.synthetic import voices
 
 OUTPUT_GAIN = 0.7      # eSpeak peaks slightly above full scale when loud
 DEFAULT_SAMPLE_RATE = 24000
@@ -226,19 +226,22 @@ def synthesize_all(plans: Sequence[ConversationSpec],
 
   At most ``2 * num_workers`` conversations are in flight, so memory stays
   bounded and the output order is independent of worker timing.
-  ``num_workers`` of 0 or 1 runs in-process. A worker that dies raises
+  ``num_workers`` 0 runs in this process; 1 or more run in spawned worker
+  processes, which is what a caller that runs JAX wants (eSpeak's isolation
+  forks, and forking a process with JAX's threads can deadlock). The
+  default is one worker per core, at least one. A worker that dies raises
   ``SynthesisWorkerError`` naming the conversation (a plain
   ``multiprocessing.Pool`` would wait forever for the lost task).
   """
   if num_workers is None:
-    num_workers = min(len(plans), os.cpu_count() or 1)
+    num_workers = max(1, min(len(plans), os.cpu_count() or 1))
   jobs = [(p, sample_rate, with_features) for p in plans]
   bar = None
   if progress:
     from tqdm import tqdm
     bar = tqdm(total=len(jobs), unit="conv", desc="synthetic dialogues")
   try:
-    if num_workers <= 1:
+    if num_workers <= 0:
       for conv in map(_worker, jobs):
         if bar:
           bar.update(1)

@@ -3,67 +3,22 @@
 A task supplies the model, its loss and metrics, the batch layout and the data;
 the trainer (``csm_jax.training.trainer``) owns the loop, the optimizer, the
 sharding, checkpoints and logging. The CSM, the codec and later probes are all
-tasks; none of them has a training loop of its own.
+tasks; none of them has a training loop of its own. Whatever a task needs
+before training (a corpus, a codec, a tokenizer) is built by the run step
+(``csm_jax.training.run``) and handed to its constructor.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
-from typing import Any, Mapping
+from typing import Any
 
 import jax
-import numpy as np
 from flax import nnx
 
-Batch = Mapping[str, Any]
+from csm_jax.data.batch import Batch, FieldSpec
+
 Metrics = dict[str, jax.Array]
-
-
-class BatchError(ValueError):
-  """A batch does not match its task's spec (wrong shape, dtype, id range)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldSpec:
-  """One array of a batch: per-example shape, dtype, logical axes, value range.
-
-  ``shape`` excludes the leading batch axis; ``axes`` includes it (the first
-  name is normally ``"batch"``). ``low``/``high`` bound integer ids (``high``
-  exclusive) so an out-of-range id fails on the host with the field's name
-  rather than silently reading a wrong embedding row on device.
-  """
-
-  shape: tuple[int, ...]
-  dtype: Any
-  axes: tuple[str | None, ...]
-  low: int | None = None
-  high: int | None = None
-
-
-def validate_batch(batch: Batch, spec: Mapping[str, FieldSpec],
-                   batch_size: int) -> None:
-  """Raises BatchError naming the first field that violates ``spec``."""
-  missing = set(spec) - set(batch)
-  if missing:
-    raise BatchError(f"batch is missing fields {sorted(missing)}")
-  for name, fs in spec.items():
-    arr = np.asarray(batch[name])
-    want = (batch_size, *fs.shape)
-    if arr.shape != want:
-      raise BatchError(f"batch field '{name}' has shape {arr.shape}, "
-                       f"expected {want}")
-    if np.dtype(arr.dtype) != np.dtype(fs.dtype):
-      raise BatchError(f"batch field '{name}' has dtype {arr.dtype}, "
-                       f"expected {np.dtype(fs.dtype)}")
-    if fs.low is not None and arr.size and arr.min() < fs.low:
-      raise BatchError(f"batch field '{name}' holds id {arr.min()} below "
-                       f"the allowed minimum {fs.low}")
-    if fs.high is not None and arr.size and arr.max() >= fs.high:
-      raise BatchError(f"batch field '{name}' holds id {arr.max()} but the "
-                       f"vocabulary has only {fs.high} entries")
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-      raise BatchError(f"batch field '{name}' holds NaN or Inf values")
 
 
 class Task(abc.ABC):
@@ -99,6 +54,16 @@ class Task(abc.ABC):
     """Returns ({group: scalar loss}, metrics). Pure apart from ``model``'s
     non-Param variables, which the trainer reads back afterwards."""
 
+  def batch_weight(self, batch: Batch) -> jax.Array:
+    """How much a (micro-)batch counts when gradients are accumulated.
+
+    ``loss_fn`` returns a mean over what the batch trains on; accumulating
+    micro-batches weights each mean by this, so the step's gradient is the
+    mean over everything trained on, whatever its split. Default: equal.
+    """
+    del batch
+    return jax.numpy.asarray(1.0, jax.numpy.float32)
+
   def eval_fn(self, model: nnx.Module, batch: Batch,
               rng: jax.Array) -> Metrics:
     """Metrics on a held-out batch; defaults to the training losses."""
@@ -133,8 +98,4 @@ class Task(abc.ABC):
               workdir: str) -> None:
     """Optional extra evaluation output (audio samples, images)."""
     del model, step, writer, workdir
-
-  def prepare(self, workdir: str) -> None:
-    """Builds whatever the task needs before training (data, tokenizers)."""
-    del workdir
 

@@ -27,7 +27,7 @@ import dataclasses
 
 import numpy as np
 
-from csm_jax.data.espeak import Prosody
+from csm_jax.data.synthetic.espeak import Prosody
 
 
 @dataclasses.dataclass(frozen=True)

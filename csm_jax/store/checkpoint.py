@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 
 import jax
@@ -20,13 +21,26 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from csm_jax.store import layout
+
 
 class CheckpointError(RuntimeError):
   """A checkpoint exists but cannot be restored; names its directory."""
 
 
-class WorkdirError(RuntimeError):
-  """The workdir holds a run this config cannot continue."""
+class ProcessCountMismatch(CheckpointError):
+  """The data-iterator state was written by another number of processes."""
+
+  def __init__(self, directory, saved: int | None, current: int):
+    saved_s = "another number of" if saved is None else str(saved)
+    super().__init__(
+        f"{directory}: the data-iterator state was written by {saved_s} "
+        f"processes and this run has {current}. Resume with "
+        f"{saved if saved else 'the same number of'} processes for an exact "
+        "resume, or set --config.train.elastic_resume=true to restore the "
+        "model and optimizer exactly and restart the data order (seeded by "
+        "the step)")
+    self.saved, self.current = saved, current
 
 
 # -- per-process data iterator state -----------------------------------------
@@ -45,9 +59,12 @@ class DataStateHandler(ocp.CheckpointHandler):
   def restore(self, directory: epath.Path, args: "DataStateRestore" = None):
     path = self._file(directory)
     if not path.exists():
-      raise CheckpointError(
-          f"{path} is missing: the checkpoint was written by a different "
-          "number of processes; data-iterator state cannot be mapped")
+      counts = {int(m.group(1)) for m in (
+          re.fullmatch(r"process_\d+-of-(\d+)\.json", p.name)
+          for p in directory.iterdir()) if m}
+      raise ProcessCountMismatch(directory,
+                                 counts.pop() if len(counts) == 1 else None,
+                                 jax.process_count())
     return json.loads(path.read_text())
 
   def metadata(self, directory):
@@ -77,17 +94,8 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 # -- manager -------------------------------------------------------------------
 
 
-def absolute_workdir(workdir: str) -> str:
-  """``workdir`` as an absolute path; URLs (gs://...) are left as they are.
-
-  Orbax refuses relative checkpoint paths, and a relative path would also
-  change meaning if the process changed directory.
-  """
-  return workdir if "://" in workdir else os.path.abspath(workdir)
-
-
 def make_manager(workdir: str, keep: int, async_save: bool = True):
-  directory = epath.Path(absolute_workdir(workdir)) / "checkpoints"
+  directory = epath.Path(layout.absolute(workdir)) / layout.CHECKPOINTS
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True,
       enable_async_checkpointing=async_save)
@@ -102,13 +110,28 @@ def save(manager, step: int, state, iterator, force: bool = False) -> bool:
       data=DataStateSave(data_state)), force=force)
 
 
-def restore(manager, step: int, abstract_state, iterator):
-  """Restores state (laid out as ``abstract_state``) and the iterator."""
+def restore(manager, step: int, abstract_state, iterator,
+            elastic: bool = False):
+  """Restores state (laid out as ``abstract_state``) and the iterator.
+
+  Returns (state, whether the iterator state was restored). A checkpoint of
+  another process count raises ``ProcessCountMismatch``, unless ``elastic``:
+  then the state alone is restored and the caller restarts its data.
+  """
   path = os.path.join(str(manager.directory), str(step))
   try:
     out = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
         data=DataStateRestore()))
+  except ProcessCountMismatch as e:
+    if not elastic:
+      raise
+    logging.warning("%s; elastic_resume: restoring model and optimizer "
+                    "only", e)
+    out = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))
+    logging.info("restored checkpoint %s (without data state)", path)
+    return out.state, False
   except CheckpointError:
     raise
   except Exception as e:  # pylint: disable=broad-except
@@ -119,40 +142,4 @@ def restore(manager, step: int, abstract_state, iterator):
   if iterator is not None and out.data:
     iterator.set_state(out.data)
   logging.info("restored checkpoint %s", path)
-  return out.state
-
-
-# -- workdir config -------------------------------------------------------------
-
-
-def check_workdir_config(workdir: str, structural: dict) -> None:
-  """Records the run's structural config, or refuses an incompatible one."""
-  path = epath.Path(workdir) / "config.json"
-  if path.exists():
-    try:
-      saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-      raise WorkdirError(f"{path} is not valid JSON: {e}") from e
-    want = json.loads(json.dumps(structural))
-    # Only what this version counts as structural is compared: fields an
-    # older version recorded beyond that do not make its runs incompatible.
-    diffs = _diff(saved, want)
-    if diffs:
-      raise WorkdirError(
-          f"workdir {workdir} holds a run of an incompatible config "
-          f"(differs in {', '.join(diffs[:8])}); use a new --workdir or the "
-          "run's own config")
-    return
-  if jax.process_index() == 0:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(structural, indent=2, sort_keys=True))
-
-
-def _diff(saved, want, prefix="") -> list[str]:
-  """Fields of ``want`` that ``saved`` lacks or holds with another value."""
-  if isinstance(saved, dict) and isinstance(want, dict):
-    out = []
-    for k in sorted(want):
-      out += _diff(saved.get(k), want[k], f"{prefix}{k}.")
-    return out
-  return [] if saved == want else [f"{prefix[:-1]} ({saved!r} vs {want!r})"]
+  return out.state, True

@@ -1,8 +1,8 @@
 """``manifest_dialogues``: a tfds builder for any corpus given as a manifest.
 
-Reads a conversation manifest (format: ``csm_jax.data.manifest``), and
+Reads a conversation manifest (format: ``csm_jax.data.corpora.manifest``), and
 writes ArrayRecord files with one example per turn and the same fields as
-``synthetic_dialogues`` (``tfds_dialogues.turn_features_spec``), so
+``synthetic_dialogues`` (``turn_features_spec``), so
 training code reads both alike. Per turn: the audio is loaded (downmixed or
 one channel picked, resampled to 24 kHz), checked, loudness-normalized to
 -23 dB (gated RMS), stored as int16, and described by prosody and semantic
@@ -44,12 +44,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from csm_jax.data import audio as audio_lib
+from csm_jax.audio import io as audio_lib
 from csm_jax.data import features as feats_lib
-from csm_jax.data import ingest_report
-from csm_jax.data import manifest as manifest_lib
-from csm_jax.data import tfds_dialogues
-from csm_jax.data import voices
+from csm_jax.data.corpora import ingest_report
+from csm_jax.data.corpora import manifest as manifest_lib
+from csm_jax.data.corpora.turns import default_data_dir, turn_features_spec
+from csm_jax.data.synthetic import voices
 
 NAME = "manifest_dialogues"
 SAMPLE_RATE = 24000
@@ -151,7 +151,7 @@ class ManifestDialogues(tfds.core.GeneratorBasedBuilder):
         description=("Conversation turns read from a manifest; int16 audio "
                      f"at {self.builder_config.sample_rate} Hz."),
         features=tfds.features.FeaturesDict({
-            **tfds_dialogues.turn_features_spec(),
+            **turn_features_spec(),
             "source_turn_index": np.int32,
             "emotion": tfds.features.ClassLabel(names=EMOTION_NAMES),
             "emotion_name": tfds.features.Text(),
@@ -317,7 +317,7 @@ def builder(manifest: str | None = None, name: str | None = None,
                        manifest=os.path.abspath(manifest) if manifest else "",
                        description=f"turns of {manifest or name}")
   return ManifestDialogues(
-      config=cfg, data_dir=data_dir or tfds_dialogues.default_data_dir(),
+      config=cfg, data_dir=data_dir or default_data_dir(),
       file_format="array_record", **kwargs)
 
 

@@ -15,22 +15,21 @@ conversations so both splits exist: ~2-3 min; for tests), ``small`` (~10 min),
   ds = grain_dataset("train", size="tiny")      # grain.MapDataset
   ds[0]["text"], ds[0]["audio"]
 
-Data lives in ``default_data_dir()``: ``$CSM_JAX_DATA_DIR`` or
+Data lives in ``turns.default_data_dir()``: ``$CSM_JAX_DATA_DIR`` or
 ``~/csm_jax_data``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Iterator
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from csm_jax.data import features as feats_lib
-from csm_jax.data import synthetic_dialogues as sd
-from csm_jax.data import voices
+from csm_jax.data.corpora import turns
+from csm_jax.data.synthetic import dialogues as sd
+from csm_jax.data.synthetic import voices
 
 NAME = "synthetic_dialogues"
 SIZES_MINUTES = {"tiny": 1.0, "small": 10.0, "default": 60.0,
@@ -38,43 +37,11 @@ SIZES_MINUTES = {"tiny": 1.0, "small": 10.0, "default": 60.0,
 VALIDATION_EVERY = 10
 
 
-def default_data_dir() -> str:
-  return os.environ.get("CSM_JAX_DATA_DIR") or os.path.expanduser(
-      "~/csm_jax_data")
-
-
 @dataclasses.dataclass(eq=False)
 class DialoguesConfig(tfds.core.BuilderConfig):
   minutes: float = 60.0
   seed: int = 0
   sample_rate: int = sd.DEFAULT_SAMPLE_RATE
-
-
-def turn_features_spec() -> dict:
-  """tfds features every dialogue-turn dataset of this project stores.
-
-  Shared by ``synthetic_dialogues`` and the manifest-built datasets so that
-  training code reads audio, text, speaker, timing and features of a turn
-  the same way whichever corpus it came from; each builder adds its own
-  label fields (emotion, arc, ...) on top.
-  """
-  return {
-      # A plain int16 tensor: tfds' Audio feature imports TensorFlow.
-      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
-      "sample_rate": np.int32,
-      "text": tfds.features.Text(),
-      "conversation_id": tfds.features.Text(),
-      "turn_index": np.int32,
-      "num_turns": np.int32,
-      "speaker_id": np.int32,
-      "speaker_name": tfds.features.Text(),
-      "start_s": np.float32,
-      "end_s": np.float32,
-      "prosody": tfds.features.Tensor(
-          shape=(len(feats_lib.PROSODY_FIELDS),), dtype=np.float32),
-      "semantic": tfds.features.Tensor(
-          shape=(feats_lib.SEMANTIC_DIM,), dtype=np.float32),
-  }
 
 
 def split_of(conversation_index: int) -> str:
@@ -108,7 +75,7 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
             f"{self.builder_config.sample_rate} Hz. prosody fields: "
             + ", ".join(feats_lib.PROSODY_FIELDS)),
         features=tfds.features.FeaturesDict({
-            **turn_features_spec(),
+            **turns.turn_features_spec(),
             "emotion": tfds.features.ClassLabel(names=voices.EMOTION_NAMES),
             "arc": tfds.features.ClassLabel(names=voices.ARC_NAMES),
             "topic": tfds.features.Text(),
@@ -161,7 +128,7 @@ def builder(size: str = "default", data_dir: str | None = None,
     raise ValueError(f"unknown size {size!r}; choose from "
                      f"{sorted(SIZES_MINUTES)}")
   return SyntheticDialogues(config=size, data_dir=data_dir or
-                            default_data_dir(), file_format="array_record",
+                            turns.default_data_dir(), file_format="array_record",
                             **kwargs)
 
 
@@ -193,28 +160,3 @@ def grain_dataset(split: str, size: str = "default",
   if shuffle_seed is not None:
     ds = ds.shuffle(seed=shuffle_seed)
   return ds
-
-
-def turn_positions(source) -> dict[str, list[int]]:
-  """conversation id -> record positions of its turns in turn order.
-
-  Records are stored in tfds' shuffled key order, so a turn's context
-  (the turns before it) is found through this index. It decodes every
-  record once; build it once per split and keep it.
-  """
-  convs: dict[str, list[tuple[int, int]]] = {}
-  for pos in range(len(source)):
-    ex = source[pos]
-    cid = ex["conversation_id"]
-    cid = cid.decode("utf-8") if isinstance(cid, bytes) else str(cid)
-    convs.setdefault(cid, []).append((int(ex["turn_index"]), pos))
-  return {cid: [p for _, p in sorted(v)] for cid, v in convs.items()}
-
-
-def read_texts(dataset_dir: str, split: str = "train") -> Iterator[str]:
-  """Transcripts of a prepared dataset directory (``.../<config>/<version>``)."""
-  b = tfds.builder_from_directory(dataset_dir)
-  src = b.as_data_source(split=split)
-  for i in range(len(src)):
-    text = src[i]["text"]
-    yield text.decode("utf-8") if isinstance(text, bytes) else str(text)

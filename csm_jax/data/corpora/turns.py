@@ -1,0 +1,75 @@
+"""The turn record every dialogue corpus of this project stores, and its readers.
+
+One tfds example per turn: int16 audio and its rate, transcript, speaker,
+conversation id + turn index + turn count (so a turn's context is rebuilt
+from its neighbours), timing, and the per-turn prosody and semantic
+features. The embedded synthetic corpus and the manifest-built corpora all
+write it, so training and evaluation read any corpus the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from csm_jax.data import features as feats_lib
+
+
+def default_data_dir() -> str:
+  return os.environ.get("CSM_JAX_DATA_DIR") or os.path.expanduser(
+      "~/csm_jax_data")
+
+
+def turn_features_spec() -> dict:
+  """tfds features every dialogue-turn dataset of this project stores.
+
+  Shared by ``synthetic_dialogues`` and the manifest-built datasets so that
+  training code reads audio, text, speaker, timing and features of a turn
+  the same way whichever corpus it came from; each builder adds its own
+  label fields (emotion, arc, ...) on top.
+  """
+  return {
+      # A plain int16 tensor: tfds' Audio feature imports TensorFlow.
+      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
+      "sample_rate": np.int32,
+      "text": tfds.features.Text(),
+      "conversation_id": tfds.features.Text(),
+      "turn_index": np.int32,
+      "num_turns": np.int32,
+      "speaker_id": np.int32,
+      "speaker_name": tfds.features.Text(),
+      "start_s": np.float32,
+      "end_s": np.float32,
+      "prosody": tfds.features.Tensor(
+          shape=(len(feats_lib.PROSODY_FIELDS),), dtype=np.float32),
+      "semantic": tfds.features.Tensor(
+          shape=(feats_lib.SEMANTIC_DIM,), dtype=np.float32),
+  }
+
+
+def turn_positions(source) -> dict[str, list[int]]:
+  """conversation id -> record positions of its turns in turn order.
+
+  Records are stored in tfds' shuffled key order, so a turn's context
+  (the turns before it) is found through this index. It decodes every
+  record once; build it once per split and keep it.
+  """
+  convs: dict[str, list[tuple[int, int]]] = {}
+  for pos in range(len(source)):
+    ex = source[pos]
+    cid = ex["conversation_id"]
+    cid = cid.decode("utf-8") if isinstance(cid, bytes) else str(cid)
+    convs.setdefault(cid, []).append((int(ex["turn_index"]), pos))
+  return {cid: [p for _, p in sorted(v)] for cid, v in convs.items()}
+
+
+def read_texts(dataset_dir: str, split: str = "train") -> Iterator[str]:
+  """Transcripts of a prepared dataset directory (``.../<config>/<version>``)."""
+  b = tfds.builder_from_directory(dataset_dir)
+  src = b.as_data_source(split=split)
+  for i in range(len(src)):
+    text = src[i]["text"]
+    yield text.decode("utf-8") if isinstance(text, bytes) else str(text)

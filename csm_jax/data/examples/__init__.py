@@ -1,0 +1,1 @@
+"""CSM examples from corpus turns: the row layout, the codec token cache, packing, and grain pipelines."""

@@ -1,0 +1,1 @@
+"""The embedded corpus generator: eSpeak NG voices and emotions, a transcript grammar, and conversation planning and synthesis."""

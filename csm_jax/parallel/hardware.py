@@ -1,0 +1,85 @@
+"""What the devices can do: datasheet peaks, measured peaks, one timer.
+
+``timed`` is the project's one timing helper (warm-up, then repeated timed
+calls with their median, spread and best). The peaks it measures (matmul
+FLOP/s, memory bandwidth) are the references MFU and the benchmarks' ratios
+are computed against, measured in the same run on shared machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import statistics
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+# Dense bf16 peak per chip (FLOP/s), from the vendors' datasheets.
+PEAK_FLOPS = {
+    "h100": 989e12, "h200": 989e12, "a100": 312e12, "l4": 121e12,
+    "tpu v4": 275e12, "tpu v5 lite": 197e12, "tpu v5e": 197e12,
+    "tpu v5p": 459e12, "tpu v5": 459e12, "tpu v6 lite": 918e12,
+    "tpu v6e": 918e12,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Seconds per call over ``n`` repeats after warm-up."""
+
+  median: float
+  best: float
+  spread: float  # (max - min) / median
+  n: int
+
+
+def timed(fn: Callable[[], object], repeats: int = 5,
+          warmup: int = 1) -> Timing:
+  """Times ``fn()`` (blocking on its result) ``repeats`` times after warm-up."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  med = statistics.median(times)
+  return Timing(median=med, best=min(times),
+                spread=(max(times) - min(times)) / max(med, 1e-12),
+                n=len(times))
+
+
+def best_time(fn, arg, repeats: int = 5) -> float:
+  """Fastest of ``repeats`` calls of ``fn(arg)``: the least disturbed by
+  other work on a shared machine, which is what a peak should be."""
+  return timed(lambda: fn(arg), repeats).best
+
+
+@functools.lru_cache(maxsize=None)
+def measured_matmul_peak(n: int = 1024, repeats: int = 5) -> float:
+  """Best f32 matmul FLOP/s this backend reaches on one device."""
+  a = jnp.ones((n, n), jnp.float32)
+  return 2 * n ** 3 / best_time(jax.jit(lambda x: x @ x), a, repeats)
+
+
+def measured_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
+  """Bytes/s of one device reading a large f32 array (best of repeats)."""
+  x = jnp.ones((n_bytes // 4,), jnp.float32)
+  return n_bytes / best_time(jax.jit(jnp.sum), x, repeats)
+
+
+def datasheet_peak(device=None) -> float | None:
+  kind = (device or jax.devices()[0]).device_kind.lower()
+  return next((v for k, v in PEAK_FLOPS.items() if k in kind), None)
+
+
+def peak_flops_per_device(device=None) -> tuple[float, str]:
+  """(peak FLOP/s, where it comes from): the datasheet, else measured."""
+  device = device or jax.devices()[0]
+  sheet = datasheet_peak(device)
+  if sheet:
+    return sheet, f"{device.device_kind} datasheet"
+  return measured_matmul_peak(), f"{device.device_kind} measured f32 matmul"

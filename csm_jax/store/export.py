@@ -1,0 +1,91 @@
+"""Inference exports: write one from a training run, read one back.
+
+An export directory holds ``params/`` (Orbax, the model's parameter groups
+only, bf16 by default; ``extra/`` too when the model has non-parameter
+variables), ``config.json`` (the run's full config), ``export.json``
+(source, step, dtype, task) and, when the run has them, ``tokenizer.model``
+and ``codec/`` (a copy of the codec directory the run's data was tokenized
+with). Parameters are read from the run with ``restore_params`` (no
+optimizer state, cast once on read) and written as they came.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import orbax.checkpoint as ocp
+
+from csm_jax.store import layout
+from csm_jax.store.restore import Restored, restore_params
+
+
+class ExportError(RuntimeError):
+  """The workdir or export directory is missing something; names it."""
+
+
+def export(workdir: str, out: str, dtype: str = "bfloat16",
+           step: int | None = None) -> dict:
+  """Writes an inference export of ``workdir``'s latest (or given) step."""
+  workdir = layout.absolute(workdir)
+  if not layout.is_workdir(workdir):
+    raise ExportError(f"{os.path.join(workdir, layout.RUN_CONFIG)} is "
+                      "missing: not a csm_jax training workdir")
+  out = layout.absolute(out)
+  if os.path.exists(os.path.join(out, layout.EXPORT_PARAMS)):
+    raise ExportError(f"{out}/{layout.EXPORT_PARAMS} exists; choose a new "
+                      "--out")
+  r = restore_params(workdir, dtype=dtype, step=step)
+  write_export(r, out, dtype, source=workdir)
+  copied = []
+  tok = os.path.join(workdir, layout.TOKENIZER)
+  if os.path.exists(tok):
+    shutil.copy(tok, os.path.join(out, layout.TOKENIZER))
+    copied.append(layout.TOKENIZER)
+  codec_dir = layout.run_codec_dir(r.config, workdir)
+  if codec_dir and os.path.isdir(codec_dir):
+    shutil.copytree(codec_dir, os.path.join(out, layout.EXPORT_CODEC))
+    copied.append(layout.EXPORT_CODEC)
+  info = _update_info(out, files=copied)
+  return info
+
+
+def write_export(r: Restored, out: str, dtype: str, source: str) -> dict:
+  """Writes ``r``'s parameters, config and export.json into ``out``."""
+  os.makedirs(out, exist_ok=True)
+  with ocp.StandardCheckpointer() as saver:
+    saver.save(os.path.join(out, layout.EXPORT_PARAMS), r.params)
+    if jax.tree.leaves(r.extra):
+      saver.save(os.path.join(out, layout.EXPORT_EXTRA), r.extra)
+  config = r.config.copy_and_resolve_references()
+  if config.task == "csm":
+    config.model.param_dtype = dtype
+  config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 1, 1
+  with open(os.path.join(out, layout.EXPORT_CONFIG), "w") as f:
+    f.write(config.to_json(indent=2, sort_keys=True))
+  info = {"source": source, "step": None if r.step is None else int(r.step),
+          "dtype": dtype, "task": config.task, "files": []}
+  with open(os.path.join(out, layout.EXPORT_INFO), "w") as f:
+    json.dump(info, f, indent=2)
+  return info
+
+
+def _update_info(out: str, **fields) -> dict:
+  path = os.path.join(out, layout.EXPORT_INFO)
+  with open(path) as f:
+    info = json.load(f)
+  info.update(fields)
+  with open(path, "w") as f:
+    json.dump(info, f, indent=2)
+  return info
+
+
+def load_export(directory: str, dtype: str | None = None) -> Restored:
+  """An export's config and weights; ``dtype`` recasts floating weights."""
+  directory = layout.absolute(directory)
+  if not layout.is_export(directory):
+    raise ExportError(f"{os.path.join(directory, layout.EXPORT_INFO)} is "
+                      "missing: not a csm_jax export")
+  return restore_params(directory, dtype=dtype)

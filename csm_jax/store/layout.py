@@ -1,0 +1,51 @@
+"""Names of the files a training workdir and an export directory hold.
+
+One place for them, so that the trainer that writes a run and the loaders
+that read it (generation, export, evaluation) agree by construction.
+"""
+
+from __future__ import annotations
+
+import os
+
+RUN_CONFIG = "run_config.json"    # the run's whole config (workdir)
+STRUCTURE = "config.json"         # what its checkpoints depend on (workdir)
+CHECKPOINTS = "checkpoints"       # Orbax CheckpointManager root (workdir)
+METRICS = "metrics.jsonl"         # one row per logged step (workdir)
+TENSORBOARD = "tb"                # TensorBoard events (workdir)
+TOKENIZER = "tokenizer.model"     # the run's text tokenizer (both)
+CODEC_RUN = "codec"               # the run's own codec training (workdir)
+EXPORT_CONFIG = "config.json"     # the exported model's config (export)
+EXPORT_INFO = "export.json"       # source step and dtype (export)
+EXPORT_PARAMS = "params"          # Orbax parameters, per group (export)
+EXPORT_EXTRA = "extra"            # Orbax non-parameter variables (export)
+EXPORT_CODEC = "codec"            # the codec the model speaks with (export)
+
+
+def absolute(path: str) -> str:
+  """``path`` made absolute; URLs (gs://...) are left as they are.
+
+  Orbax refuses relative checkpoint paths, and a relative path would also
+  change meaning if the process changed directory.
+  """
+  return path if "://" in path else os.path.abspath(path)
+
+
+def is_export(directory: str) -> bool:
+  return os.path.exists(os.path.join(directory, EXPORT_INFO))
+
+
+def is_workdir(directory: str) -> bool:
+  return os.path.exists(os.path.join(directory, RUN_CONFIG))
+
+
+def own_codec_export(workdir: str) -> str:
+  """Where a CSM run exports the codec it trains for itself."""
+  return os.path.join(workdir, CODEC_RUN, "export")
+
+
+def run_codec_dir(config, workdir: str) -> str | None:
+  """The codec a CSM run's data was tokenized with (None for token data)."""
+  if config.task != "csm" or config.data.source != "dialogues":
+    return None
+  return config.data.codec_dir or own_codec_export(workdir)

@@ -1,0 +1,88 @@
+"""The CSM as a trainer task: model, loss, metrics, batch layout and data."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from csm_jax.data.batch import csm_batch_spec
+from csm_jax.data.examples import loader
+from csm_jax.data.examples.dialogue import dialogue_source
+from csm_jax.data.examples.synthetic_tokens import SyntheticTokenSource
+from csm_jax.model.loss import count_flops, csm_loss, target_weights
+from csm_jax.store import models
+from csm_jax.training.tasks.base import Task
+
+
+class CSMTask(Task):
+  """Trains the backbone + depth decoder on packed conversation frames.
+
+  Dialogue data needs the ``codec`` its turns are tokenized with and the
+  text ``tokenizer``; ``csm_jax.training.run.make_task`` builds both. A task
+  without them still serves everything but data (plans, benchmarks).
+  """
+
+  def __init__(self, config, codec=None, tokenizer=None):
+    super().__init__(config)
+    self.codec, self.tokenizer = codec, tokenizer
+    self._sources: dict = {}
+
+  def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+    return models.build_model(self.config, rngs)
+
+  def param_groups(self):
+    return models.param_groups(self.config.task)
+
+  def loss_fn(self, model, batch, rng, step):
+    del step
+    m = self.config.model
+    total, metrics = csm_loss(model, batch, rng, m.decoder_frame_fraction,
+                              m.text_loss_weight,
+                              critical_codebooks=m.critical_codebooks,
+                              detail_per_step=m.detail_codebooks_per_step)
+    return {"model": total}, metrics
+
+  def batch_weight(self, batch):
+    # The loss is a mean over target frames: weigh micro-batches by theirs.
+    audio_w, _ = target_weights(batch)
+    return jnp.sum(audio_w)
+
+  def eval_fn(self, model, batch, rng):
+    m = self.config.model
+    # Held-out loss of every codebook on every frame: fraction 1.
+    total, metrics = csm_loss(model, batch, rng, 1.0, m.text_loss_weight)
+    return {"loss": total, **metrics}
+
+  def batch_spec(self):
+    return csm_batch_spec(self.config)
+
+  def _source(self, split: str):
+    d = self.config.data
+    if d.source == "synthetic_tokens":
+      n = d.num_examples if split == "train" else d.eval_examples
+      # Disjoint seeds keep held-out examples out of the training stream.
+      return SyntheticTokenSource(self.config, n, d.seed * 2 + (split != "train"))
+    if self.codec is None or self.tokenizer is None:
+      raise RuntimeError(
+          "CSMTask reads dialogue data only with a codec and a tokenizer; "
+          "build the task with csm_jax.training.run.make_task(config, "
+          "workdir), which prepares corpus, codec and tokenizer")
+    if split not in self._sources:  # tokenizing and indexing happen once
+      self._sources[split] = dialogue_source(
+          self.config, "train" if split == "train" else "validation",
+          self.codec, self.tokenizer)
+    return self._sources[split]
+
+  def train_dataset(self, batch_size, seed):
+    d = self.config.data
+    return loader.train_dataset(self._source("train"), batch_size, seed,
+                                d.worker_threads, d.prefetch)
+
+  def eval_dataset(self, batch_size):
+    return loader.eval_dataset(self._source("eval"), batch_size)
+
+  def flops_per_batch(self, batch_size):
+    return count_flops(self.config, batch_size)
+
+  def items_per_batch(self, batch_size):
+    return ("frames", float(batch_size * self.config.data.seq_len))
