@@ -1,0 +1,1 @@
+"""Evaluation of trained models: instruments, metrics, reports, experiments and the listening test."""
