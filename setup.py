@@ -1,4 +1,4 @@
-"""Installs csm_jax with the pinned requirements; extras: test, tpu, eval."""
+"""Installs csm_jax with the pinned requirements; extras: test, tpu, eval, beam, interop."""
 
 import os
 
@@ -33,6 +33,14 @@ setup(
         # host; never needed to train on CPU or GPU.
         "tpu": ["jax[tpu]==0.10.2"],
         "eval": ["pesq", "pystoi"],
+        # The interop tests' PyTorch references and reading .pt checkpoints
+        # (python -m csm_jax.convert reads .safetensors without them).
+        # torch==2.13.0 resolves to the CPU build on this index; moshi (its
+        # Mimi) pins an older torch and is installed with --no-deps
+        # (.ci/run, docs/interop.md).
+        "interop": ["torch==2.13.0", "torchtune==0.6.1", "torchao==0.13.0",
+                    "safetensors==0.8.0", "einops==0.8.2",
+                    "huggingface-hub==2.4.0"],
         # Large corpus builds through tfds on Apache Beam (docs/data.md).
         "beam": ["apache-beam==2.77.0"],
     },

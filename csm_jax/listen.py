@@ -28,7 +28,9 @@ import os
 import signal
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from csm_jax.cli import errors as cli_errors
 
 COMMANDS = ("serve", "pairs", "analyze")
 
@@ -168,4 +170,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run(main)

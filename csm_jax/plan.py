@@ -5,13 +5,17 @@ or a fake N-device host (``--topology=gpu-8``) on this machine, and prints
 per-chip memory against HBM, FLOPs per step, the step-time estimate, implied
 MFU and tokens/s, and how every parameter is sharded. Exits non-zero when the
 step does not fit. Without --topology the config's default topology is used.
+``--device_memory=16GB,80GB`` checks one host device of each size (e.g.
+``--topology=gpu-1`` for a single GPU; with ``--config.train.lora.rank=16``
+the plan of a LoRA fine-tune).
 """
 
 import json
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from csm_jax.cli import errors as cli_errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config to plan, e.g. configs/medium.py.", lock_config=True)
@@ -19,6 +23,10 @@ _TOPOLOGY = flags.DEFINE_string(
     "topology", None, "TPU slice (v4-32, v5e-16, v5p-64, v6e-64, ...) or "
     "cpu-N / gpu-N for a host of N devices. Default: the config's own.")
 _JSON = flags.DEFINE_string("json", None, "Also write the report here.")
+_MEMORY = flags.DEFINE_string(
+    "device_memory", None, "Memory of each device instead of the chip's, "
+    "e.g. 16GB, or several (16GB,80GB): the plan says which it fits and is "
+    "checked against the largest.")
 flags.mark_flag_as_required("config")
 
 
@@ -46,21 +54,18 @@ def main(argv):
   from csm_jax.cli.logs import quiet_library_logs
   quiet_library_logs()
   try:
-    report = make_plan(config, name)
-  except PlanDoesNotFit as e:
+    memory = (topo_lib.parse_memory(_MEMORY.value) if _MEMORY.value
+              else ())
+    report = make_plan(config, name, memory)
+  except PlanDoesNotFit:
     print("DOES NOT FIT")
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    raise  # one line on stderr, exit 1 (the error boundary)
   print(format_plan(report))
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(report, f, indent=2, default=str)
-  try:
-    check_fits(report)
-  except Exception as e:  # pylint: disable=broad-except
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  check_fits(report)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run(main)

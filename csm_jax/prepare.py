@@ -1,7 +1,8 @@
 """Builds a dataset on disk: ``python -m csm_jax.prepare --dataset=NAME``.
 
 ``synthetic_dialogues`` (embedded, no download) takes --size: tiny (two
-conversations, ~2-3 min), small (~10 min), default (~1 h), large (~20 h).
+conversations, ~2-3 min), small (~10 min), default (~1 h), large (~20 h),
+long (~1 h of 12-20 turn conversations whose speakers keep a persona).
 ``manifest_dialogues`` builds any corpus described by a JSONL manifest
 (--manifest=PATH, optional --name; format in csm_jax/data/manifest.py).
 ``dailytalk`` builds the DailyTalk corpus you downloaded (--manual_dir=DIR).
@@ -20,15 +21,17 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from csm_jax.cli import errors as cli_errors
 from csm_jax.data.corpora.registry import DATASETS
 
 _DATASET = flags.DEFINE_enum("dataset", "synthetic_dialogues", DATASETS,
                              "which dataset to build")
 _SIZE = flags.DEFINE_enum("size", "default",
-                          ["tiny", "small", "default", "large"],
+                          ["tiny", "small", "default", "large", "long"],
                           "corpus size: tiny 2 conversations (~2-3 min), "
                           "small ~10 min, "
-                          "default ~1 h, large ~20 h of speech")
+                          "default ~1 h, large ~20 h of speech; long ~1 h "
+                          "of 12-20 turn conversations with personas")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "output root; default "
                                 "$CSM_JAX_DATA_DIR or ~/csm_jax_data")
 _WORKERS = flags.DEFINE_integer("num_workers", None, "synthesis/feature "
@@ -50,21 +53,20 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   # pylint: disable=g-import-not-at-top
-  from csm_jax.data.corpora.manifest import ManifestError
   from csm_jax.data.corpora.registry import prepare_dataset
   try:
     out = prepare_dataset(_DATASET.value, _SIZE.value, _DATA_DIR.value,
                           _WORKERS.value, manifest=_MANIFEST.value,
                           name=_NAME.value, manual_dir=_MANUAL_DIR.value,
                           beam_pipeline_options=_BEAM.value)
-  except (ManifestError, ValueError) as e:
-    # A broken or all-bad input: the message says which file and why; the
-    # trace through tfds would only bury it.
-    raise SystemExit(f"error: {e}") from None
+  except ValueError as e:
+    # A broken or all-bad input (ManifestError, tfds' own checks): the
+    # message says which file and why; the trace through tfds buries it.
+    raise cli_errors.CommandError(str(e)) from e
   label = (_DATASET.value + "/" + _SIZE.value
            if _DATASET.value == "synthetic_dialogues" else _DATASET.value)
   print(f"{label} ready in {out}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run(main)

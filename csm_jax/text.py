@@ -12,6 +12,8 @@ from typing import Sequence
 
 from absl import app, flags
 
+from csm_jax.cli import errors as cli_errors
+
 _CORPUS_DIR = flags.DEFINE_string(
     "corpus_dir", None, "directory of *.txt / *.jsonl texts or a prepared "
     "synthetic_dialogues dataset")
@@ -41,4 +43,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run(main)

@@ -33,6 +33,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from csm_jax.config.errors import UserError
+
 PathLike = Union[str, os.PathLike]
 
 REASONS = ("empty", "silent", "non_finite", "clipped", "corrupt", "too_short")
@@ -43,7 +45,7 @@ CLIP_FRACTION = 0.01
 DEFAULT_MIN_SECONDS = 0.08   # one Mimi frame at 12.5 Hz
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
   """An audio file or array is unusable; ``reason`` is one of ``REASONS``."""
 
   def __init__(self, path: PathLike, reason: str, detail: str = ""):
@@ -182,11 +184,28 @@ def write_wav(path: PathLike, x: np.ndarray, sr: int,
   os.close(fd)
   try:
     sf.write(tmp, x, sr, subtype=subtype, format="WAV")
+    # mkstemp makes the file 0600; a wav is an ordinary output, so it gets
+    # the mode open() would give it under the process's umask.
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def _umask() -> int:
+  """The process's umask, read without changing it where Linux allows."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)  # elsewhere: set and restore at once
+  os.umask(mask)
+  return mask
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,13 @@ Subcommands:
   train   training throughput: frames/s, achieved FLOP/s, ratio to this
           machine's matmul peak measured in the same run.
   generate  ms per frame, real-time factor, first-chunk latency and the
-          ratio to the memory-bandwidth floor (random weights).
+          ratio to the memory-bandwidth floor (random weights, or --workdir's
+          trained ones); batch scaling and speculative depth decoding on/off.
+  gpu     one accelerator's figures in one JSON (--json): CSM-1B bf16
+          generation at batch 1 and 8, speculative on/off, train-step MFU,
+          codec RTF (see csm_jax.bench.gpu_bench); --dims=debug on CPU.
+  speculative  acceptance per codebook of speculative depth decoding on a
+          trained run (--workdir, --text; no --config needed).
   codec   codec encode/decode real-time factors (see csm_jax.bench.codec_bench).
   data    input pipeline batches/s against the trainer's steps/s (--workdir
           holds or receives the corpus, codec and tokenizer).
@@ -15,20 +21,35 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
+from csm_jax.cli import errors as cli_errors
 from csm_jax.parallel.mesh import initialize_distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file to benchmark, e.g. configs/debug.py.",
     lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
-_FRAMES = flags.DEFINE_integer("frames", 16, "generate: timed frames.")
+_FRAMES = flags.DEFINE_integer("frames", 64,
+                               "generate: frames per timed repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 5,
+                                "generate: timed repeats (median, spread).")
+_BATCHES = flags.DEFINE_list("batches", ["1", "2", "4", "8"],
+                             "generate: batch sizes timed for scaling.")
+_DRAFT = flags.DEFINE_integer(
+    "speculative", 2, "generate/speculative: codes drafted per round by "
+    "speculative depth decoding (generate: 0 skips it).", lower_bound=0)
+_TEXT = flags.DEFINE_string("text", "The quick brown fox jumps over the "
+                            "lazy dog.", "speculative: the prompt's text.")
 _FRAMES_PER_CALL = flags.DEFINE_integer(
     "frames_per_call", 1, "generate: frames decoded per compiled call.")
 _WORKDIR = flags.DEFINE_string("workdir", None,
-                               "data: a CSM run directory to read from.")
+                               "data: a CSM run directory to read from; "
+                               "generate: time its trained weights; "
+                               "speculative: the run (or export) to load.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
+_DIMS = flags.DEFINE_enum("dims", "csm_1b", ["csm_1b", "debug"],
+                          "gpu: model dims (debug: a CPU check).")
 
-_COMMANDS = ("train", "generate", "codec", "data")
+_COMMANDS = ("train", "generate", "codec", "data", "speculative", "gpu")
 
 
 def main(argv):
@@ -36,16 +57,36 @@ def main(argv):
     raise app.UsageError(f"usage: python -m csm_jax.bench {{{'|'.join(_COMMANDS)}}} "
                          "--config=FILE")
   initialize_distributed()
-  if _CONFIG.value is None:
+  if argv[1] == "speculative":
+    if not _WORKDIR.value:
+      raise app.UsageError("bench speculative needs --workdir")
+  elif argv[1] != "gpu" and _CONFIG.value is None:
     raise app.UsageError("--config is required")
   # pylint: disable=g-import-not-at-top
   if argv[1] == "train":
     from csm_jax.bench.train_bench import bench_train
     result = bench_train(_CONFIG.value, steps=_STEPS.value)
   elif argv[1] == "generate":
-    from csm_jax.bench.generate_bench import bench_generate
-    result = bench_generate(_CONFIG.value, frames=_FRAMES.value,
-                            frames_per_call=_FRAMES_PER_CALL.value)
+    from csm_jax.bench.generate_bench import bench_generate, trained_model
+    config, model = _CONFIG.value, None
+    if _WORKDIR.value:
+      config, model = trained_model(_WORKDIR.value)
+    result = bench_generate(config, frames=_FRAMES.value,
+                            frames_per_call=_FRAMES_PER_CALL.value,
+                            repeats=_REPEATS.value,
+                            batches=tuple(int(b) for b in _BATCHES.value),
+                            draft=_DRAFT.value, model=model)
+  elif argv[1] == "gpu":
+    from csm_jax.bench.gpu_bench import bench_gpu
+    result = bench_gpu(_DIMS.value, json_path=_JSON.value,
+                       draft=_DRAFT.value)
+    print(json.dumps(result, indent=2, default=float))
+    return
+  elif argv[1] == "speculative":
+    from csm_jax.bench.speculative_bench import bench_speculative
+    result = bench_speculative(_WORKDIR.value, _TEXT.value,
+                               frames=_FRAMES.value,
+                               drafts=(_DRAFT.value or 2,))
   elif argv[1] == "data":
     if not _WORKDIR.value:
       raise app.UsageError("bench data needs --workdir")
@@ -65,4 +106,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run(main)

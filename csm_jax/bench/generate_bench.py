@@ -4,11 +4,16 @@ A decoded frame must read every backbone weight once and the depth decoder's
 weights once per codebook step, so ``weight bytes per frame / bandwidth`` is
 a floor on ms per frame at batch 1. The bandwidth is measured in the same run
 (a large on-device reduction), and the report gives our ratio to the floor.
+
+Each figure is the median of ``repeats`` timed runs of ``frames`` frames
+(with their spread, (max - min) / median: the machine may be shared). The
+same run also times batches 1, 2, 4, 8 (frames/s and the ratio to batch 1)
+and speculative depth decoding (ms/frame and the ratio to plain decoding),
+so that the ratios compare like with like.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import jax
@@ -16,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from csm_jax.inference import decode
+from csm_jax.inference import decode, speculative
 from csm_jax.model.csm import CSM
-from csm_jax.parallel.hardware import measured_bandwidth
+from csm_jax.parallel.hardware import measured_bandwidth, timed
 
 
 def weight_bytes_per_frame(model) -> int:
@@ -36,25 +41,55 @@ def weight_bytes_per_frame(model) -> int:
   return backbone + n * decoder + (n - 1) * per_head
 
 
+def trained_model(checkpoint: str):
+  """(config, stacked CSM) of a training run or an export, weights only."""
+  from csm_jax.store import layout  # pylint: disable=g-import-not-at-top
+  from csm_jax.store.restore import restore_params  # pylint: disable=g-import-not-at-top
+  cpu = jax.default_backend() == "cpu"
+  r = restore_params(layout.absolute(checkpoint),
+                     dtype="float32" if cpu else None)
+  return r.config, nnx.merge(r.graphdef, r.params["model"])
+
+
 def _time_decoding(model, config, frames: int, prompt_rows: int,
-                   frames_per_call: int, top_k: int) -> dict:
-  """Compile, first-chunk and steady-state timings for one model layout."""
+                   frames_per_call: int, top_k: int, batch: int = 1,
+                   repeats: int = 5, draft: int = 0) -> dict:
+  """Compile, first-chunk and steady-state timings for one model layout.
+
+  A timed repeat decodes ``frames`` frames (``frames / frames_per_call``
+  compiled calls, as a stream makes them) continuing the same state;
+  ``repeats`` of them give the median and spread per frame. ``draft`` > 0
+  decodes speculatively (``csm_jax.inference.speculative``); its summed
+  stats come back under "stats".
+  """
   graphdef, params = nnx.split(model)
   n = config.model.n_codebooks
-  max_len = min(config.model.max_seq_len, prompt_rows + frames + 8)
+  calls = max(frames // frames_per_call, 1)
+  rows = prompt_rows + frames_per_call * (2 + calls * repeats)
+  if rows > config.model.max_seq_len:
+    raise ValueError(f"{repeats} repeats of {frames} frames after a "
+                     f"{prompt_rows}-row prompt need {rows} cache rows; the "
+                     f"model has {config.model.max_seq_len}: time fewer")
+  max_len = rows + 8 if rows + 8 <= config.model.max_seq_len else rows
   temps = jnp.full((n,), 0.9, jnp.float32)
 
   @jax.jit
   def prefill(params, audio, text, mask, positions, segments):
     m = nnx.merge(graphdef, params)
-    state = decode.init_state(m, 1, max_len)
+    state = decode.init_state(m, batch, max_len)
     return decode.append_rows(m, state, audio, text, mask, positions, segments)
 
   @jax.jit
   def step(params, state, key):
     m = nnx.merge(graphdef, params)
-    return decode.generate_frames(m, state, key, frames_per_call, temps,
-                                  top_k=top_k)
+    if draft:
+      out = speculative.generate_frames(m, state, key, frames_per_call, temps,
+                                        top_k=top_k, draft=draft,
+                                        return_stats=True)
+      return out[0], out[2], out[-1]
+    codes, _, state = decode.generate_frames(m, state, key, frames_per_call,
+                                             temps, top_k=top_k)
+    return codes, state, None
 
   rng = np.random.default_rng(0)
   t = prompt_rows
@@ -66,42 +101,65 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   mask = mask.at[:, t // 2:, n].set(False)
   positions = jnp.arange(t, dtype=jnp.int32)[None]
   segments = jnp.ones((1, t), jnp.int32)
-  args = (audio, text, mask, positions, segments)
+  args = tuple(jnp.repeat(a, batch, axis=0)
+               for a in (audio, text, mask, positions, segments))
+  # One key per example, as the Generator passes them.
+  keys = lambda i: jax.random.split(jax.random.key(i), batch)
 
   t0 = time.perf_counter()
   state = prefill(params, *args)
-  codes, _ = step(params, state, jax.random.key(0))
+  codes, _, _ = step(params, state, keys(0))
   jax.block_until_ready(codes)
   compile_s = time.perf_counter() - t0
   # First-chunk latency: prefill + the first frame call, compiled.
   t0 = time.perf_counter()
   state = prefill(params, *args)
-  codes, state = step(params, state, jax.random.key(1))
+  codes, state, _ = step(params, state, keys(1))
   jax.block_until_ready(codes)
   first_chunk_s = time.perf_counter() - t0
-  times = []
-  key = jax.random.key(2)
-  for i in range(max(frames // frames_per_call, 2)):
-    t0 = time.perf_counter()
-    codes, state = step(params, state, jax.random.fold_in(key, i))
-    jax.block_until_ready(codes)
-    times.append((time.perf_counter() - t0) / frames_per_call)
-  return {"compile_s": compile_s, "first_chunk_s": first_chunk_s,
-          "frame_s": statistics.median(times)}
+  holder = {"state": state, "i": 2, "stats": []}
+
+  def one_repeat():
+    for _ in range(calls):
+      codes, holder["state"], stats = step(params, holder["state"],
+                                           keys(holder["i"]))
+      holder["i"] += 1
+      if stats is not None:
+        holder["stats"].append(stats)
+    return codes
+
+  timing = timed(one_repeat, repeats=repeats, warmup=0)
+  per = calls * frames_per_call
+  out = {"compile_s": compile_s, "first_chunk_s": first_chunk_s,
+         "frame_s": timing.median / per, "best_frame_s": timing.best / per,
+         "spread": timing.spread, "repeats": timing.n,
+         "frames_per_repeat": per}
+  if holder["stats"]:
+    out["stats"] = jax.tree.map(lambda *s: sum(np.asarray(x) for x in s),
+                                *holder["stats"])
+  return out
 
 
-def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
+def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
                    frames_per_call: int = 1, top_k: int = 50,
                    compare_stacked: bool = True,
-                   bandwidth_bytes: int = 1 << 30) -> dict:
+                   bandwidth_bytes: int = 1 << 30, repeats: int = 5,
+                   batches=(1, 2, 4, 8), draft: int = 2,
+                   model=None) -> dict:
   """Decoding speed of the generation layout (per-layer weights).
 
   With ``compare_stacked`` the training layout (stacked layers, sliced per
-  step) is timed in the same run and the speedup reported.
+  step) is timed in the same run and the speedup reported. ``batches``:
+  frames/s at each batch size and its ratio to batch 1; ``draft`` > 0:
+  speculative depth decoding with that draft length, ms/frame at batch 1
+  and its ratio to plain decoding, in the same run. ``model``: a trained
+  CSM (stacked) instead of random weights: speculative decoding's speed
+  depends on the acceptance, which random weights do not show.
   """
   from csm_jax.config.codec import frame_rate  # pylint: disable=g-import-not-at-top
   frame_seconds = 1.0 / frame_rate(config.codec)  # 80 ms for Mimi's 12.5 Hz
-  model = CSM(config.model, nnx.Rngs(params=0))
+  if model is None:
+    model = CSM(config.model, nnx.Rngs(params=0))
   params = nnx.state(model, nnx.Param)
   n_params = sum(x.size for x in jax.tree.leaves(params))
   dtype = str(jax.tree.leaves(params)[0].dtype)
@@ -110,10 +168,11 @@ def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
   opts = (config, frames, prompt_rows, frames_per_call, top_k)
   compute = decode.compute_dtype_for_platform(config.model.dtype)
   model = decode.with_compute_dtype(model, compute)
-  stacked = _time_decoding(model, *opts) if compare_stacked else None
+  stacked = (_time_decoding(model, *opts, repeats=repeats)
+             if compare_stacked else None)
   fast = decode.unrolled(model)
   del model  # the stacked layer weights go; the copy keeps what it shares
-  ours = _time_decoding(fast, *opts)
+  ours = _time_decoding(fast, *opts, repeats=repeats)
   bw = measured_bandwidth(bandwidth_bytes)
   floor_s = wbytes / bw
   frame_s = ours["frame_s"]
@@ -123,6 +182,9 @@ def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
       "compute_dtype": jnp.dtype(compute).name,
       "compile_s": ours["compile_s"],
       "ms_per_frame_median": 1e3 * frame_s,
+      "ms_per_frame_spread": ours["spread"],
+      "repeats": ours["repeats"],
+      "frames_per_repeat": ours["frames_per_repeat"],
       "frame_ms_of_audio": 1e3 * frame_seconds,
       "real_time_factor": frame_s / frame_seconds,
       "first_chunk_latency_ms": 1e3 * ours["first_chunk_s"],
@@ -134,4 +196,21 @@ def bench_generate(config, frames: int = 16, prompt_rows: int = 32,
   if stacked is not None:
     out["stacked_ms_per_frame"] = 1e3 * stacked["frame_s"]
     out["speedup_vs_stacked"] = stacked["frame_s"] / frame_s
+  for b in batches:
+    r = ours if b == 1 else _time_decoding(fast, *opts, batch=b,
+                                           repeats=repeats)
+    out[f"batch{b}_frames_per_s"] = b / r["frame_s"]
+    out[f"batch{b}_spread"] = r["spread"]
+    out[f"batch{b}_ratio_to_batch1"] = b * frame_s / r["frame_s"]
+  if draft:
+    spec = _time_decoding(fast, *opts, repeats=repeats, draft=draft)
+    out["speculative_draft"] = draft
+    out["speculative_ms_per_frame"] = 1e3 * spec["frame_s"]
+    out["speculative_spread"] = spec["spread"]
+    out["speculative_ratio_to_plain"] = spec["frame_s"] / frame_s
+    st = spec["stats"]
+    out["speculative_acceptance"] = float(st["accepted"].sum()
+                                          / max(st["evaluated"].sum(), 1))
+    out["speculative_passes_per_frame"] = float(
+        st["rounds"].sum() / (spec["frames_per_repeat"] * spec["repeats"]))
   return out

@@ -34,6 +34,7 @@ from csm_jax.codec.inputs import load_codes, read_audio
 from csm_jax.codec.io import save_codec
 from csm_jax.codec.model import init_codec
 from csm_jax.config import codec as cfg
+from csm_jax.config import errors
 
 COMMANDS = {
     "init": "OUT_DIR: write a randomly initialised codec (--size, --seed)",
@@ -53,10 +54,15 @@ _OUT_DIR = flags.DEFINE_string("out_dir", None, "evaluate: report directory")
 _SIZE = flags.DEFINE_enum("size", "debug", list(cfg.SIZES),
                           "init: codec row of the size table")
 _SEED = flags.DEFINE_integer("seed", 0, "init: initialisation seed")
+_traceback = errors.define_traceback_flag()
 
 
-class UsageError(ValueError):
+class UsageError(errors.UserError, ValueError):
   """Wrong subcommand or positional arguments."""
+
+
+class CodecCommandError(errors.UserError):
+  """A check of the codec API (codes, levels, shapes) failed on the input."""
 
 
 def _load(directory):
@@ -137,15 +143,23 @@ def run(argv: list[str]) -> int:
   return 0
 
 
-def guarded(argv: list[str]) -> int:
-  """``run`` with the codec's errors as one line on stderr and exit 1."""
+def _run_checked(argv: list[str]) -> int:
   try:
     return run(argv)
-  # AudioError, CodecNotFoundError, UsageError and the api's checks are
-  # ValueErrors; OSError covers unreadable paths and unwritable outputs.
-  except (ValueError, OSError, RuntimeError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  except (ValueError, RuntimeError) as e:
+    # The api's checks of codes and levels raise plain ValueErrors about
+    # the user's input; typed errors and OSErrors pass on as they are.
+    if isinstance(e, errors.UserError):
+      raise
+    raise CodecCommandError(str(e)) from e
+
+
+def guarded(argv: list[str]) -> int:
+  """``run`` behind the project's error boundary (``config.errors``): one
+  line on stderr and exit 1; ``--traceback`` or CSM_JAX_DEBUG=1 add the
+  stack. This package is below ``csm_jax.cli``, so it calls the boundary
+  directly."""
+  return errors.guard(_run_checked, argv, show_stack=_traceback())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,10 +168,11 @@ def main(argv: list[str] | None = None) -> int:
   try:
     rest = flags.FLAGS(["csm_jax.codec", *(argv or [])])
   except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
+    errors.print_error(errors.flag_error_line(e))
     return 1
   return guarded(rest)
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(guarded(argv)))
+  app.run(lambda argv: sys.exit(guarded(argv)),
+          flags_parser=errors.parse_flags)

@@ -7,6 +7,7 @@ data pipeline need only ``encode(audio) -> (frames, levels)``,
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -33,6 +34,15 @@ class CodecHandle:
     codec, _ = load_codec(directory)
     return cls(codec, directory)
 
+  def fingerprint(self) -> str:
+    """A hash of the codec's shape and weights: equal iff it is the same codec."""
+    import hashlib  # pylint: disable=g-import-not-at-top
+    h = hashlib.sha256(repr((self.levels, self.codebook_size, self.hop,
+                             self.sample_rate)).encode())
+    for leaf in jax.tree.leaves(self.state):
+      h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
   def encode(self, audio: np.ndarray, n_levels: int | None = None) -> np.ndarray:
     """(samples,) float32 at ``sample_rate`` -> (ceil(samples/hop), levels).
 
@@ -49,22 +59,59 @@ class CodecHandle:
     return np.asarray(codes)[0, :frames]
 
   def decode(self, codes: np.ndarray) -> np.ndarray:
-    """(frames, n<=levels) -> (frames * hop,) float32 from the first n levels."""
-    c = np.asarray(codes)[None]
-    return np.asarray(api.decode(self.graphdef, self.state, c))[0]
+    """(frames, n<=levels) -> (frames * hop,) float32 from the first n levels.
+
+    Codes are padded to a multiple of ``BUCKET_SECONDS`` of frames, as in
+    ``encode``, so clips of many lengths share a few compiled shapes; the
+    decoder is causal, so the padding changes no sample that is kept.
+    """
+    c = np.asarray(codes)
+    frames = len(c)
+    bucket = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
+    padded = np.zeros((max(1, -(-frames // bucket)) * bucket, c.shape[1]),
+                      c.dtype)
+    padded[:frames] = c
+    audio = api.decode(self.graphdef, self.state, padded[None])
+    return np.asarray(audio)[0, :frames * self.hop]
 
   def streaming_decoder(self) -> "StreamingDecode":
     return StreamingDecode(self)
 
 
+def pieces(n: int) -> list[int]:
+  """``n`` as decreasing powers of two (13 -> 8, 4, 1)."""
+  return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
+
+
 class StreamingDecode:
-  """Decodes frames as they arrive; concatenated output equals ``decode``."""
+  """Decodes frames as they arrive; concatenated output equals ``decode``.
+
+  Every push is cut into power-of-two pieces, so a stream compiles at most
+  one decoder step per power of two, and ``warm(n)`` compiles all of them
+  up front: a shorter last chunk (the end of speech, the length cap) then
+  costs no compilation at the end of an utterance.
+  """
 
   def __init__(self, handle: CodecHandle):
+    self.handle = handle
     self._dec = api.StreamingDecoder(handle.graphdef, handle.state, 1)
+
+  def warm(self, max_frames: int, n_levels: int | None = None) -> None:
+    """Compiles the decoder steps every push of up to ``max_frames`` frames
+    of ``n_levels`` codebooks (default: all) uses."""
+    scratch = api.StreamingDecoder(self.handle.graphdef, self.handle.state, 1)
+    n = n_levels or self.handle.levels
+    size = 1
+    while size <= max_frames:
+      scratch.push(np.zeros((1, size, n), np.int32))
+      size *= 2
 
   def push(self, codes: np.ndarray) -> np.ndarray:
     c = np.asarray(codes)
     if len(c) == 0:
       return np.zeros((0,), np.float32)
-    return np.asarray(self._dec.push(c[None]))[0]
+    out, start = [], 0
+    for size in pieces(len(c)):
+      out.append(np.asarray(self._dec.push(c[None, start:start + size]))[0])
+      start += size
+    return np.concatenate(out)

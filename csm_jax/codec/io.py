@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from csm_jax.config import codec as cfg
+from csm_jax.config.errors import UserError
 from csm_jax.config.serialize import config_from_json_dict
 from csm_jax.codec.model import Codec
 
@@ -59,7 +60,7 @@ def load_codec(directory: str) -> tuple[Codec, ml_collections.ConfigDict]:
   return nnx.merge(graphdef, state), c
 
 
-class CodecNotFoundError(ValueError):
+class CodecNotFoundError(UserError, ValueError):
   """A path that holds no codec in any of the forms the loaders read."""
 
 

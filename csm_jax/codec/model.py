@@ -50,9 +50,15 @@ class Codec(nnx.Module):
     on = c.transformer.enabled
     self.enc_transformer = Transformer(d, c.transformer, **kw) if on else None
     self.dec_transformer = Transformer(d, c.transformer, **kw) if on else None
-    self.downsample = (CausalConv1d(d, d, 2 * ds, stride=ds, **kw)
+    # Codec directories saved before these options existed lack them; their
+    # defaults are the behaviour those codecs were trained with.
+    self.downsample = (CausalConv1d(d, d, 2 * ds, stride=ds,
+                                    pad_mode=c.get("downsample_pad", "zeros"),
+                                    **kw)
                        if ds > 1 else None)
-    self.upsample = (CausalConvTranspose1d(d, d, 2 * ds, stride=ds, **kw)
+    self.upsample = (CausalConvTranspose1d(
+        d, d, 2 * ds, stride=ds,
+        depthwise=bool(c.get("upsample_depthwise", False)), **kw)
                      if ds > 1 else None)
     self.quantizer = SplitQuantizer(d, c, **kw)
     sem = c.semantic

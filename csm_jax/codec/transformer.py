@@ -46,7 +46,11 @@ def rope(x, positions, base):
 
 
 class Layer(nnx.Module):
-  """Pre-norm attention + GELU MLP, each residual branch scaled (LayerScale)."""
+  """Pre-norm attention + GELU MLP, each residual branch scaled (LayerScale).
+
+  Rotary embeddings rotate halves of each head (dimension i with i + D/2);
+  weights trained with interleaved pairs need their q/k rows permuted.
+  """
 
   def __init__(self, t, *, rngs, dtype, param_dtype):
     d, h = t.width, t.heads
@@ -65,6 +69,9 @@ class Layer(nnx.Module):
     self.scale2 = nnx.Param(jnp.full((d,), t.layer_scale, param_dtype),
                             logical_axes=("embed",))
     self.context, self.base, self.dtype = t.context, t.rope_base, dtype
+    # Mimi uses the exact (erf) GELU; older configs lack the field and were
+    # trained with the tanh approximation.
+    self.approximate_gelu = not t.get("exact_gelu", False)
 
   def step(self, x, cache, pos):
     b, n, _ = x.shape
@@ -81,7 +88,8 @@ class Layer(nnx.Module):
     mask = (kp >= 0) & (kp <= qp) & (kp > qp - self.context)
     att = jax.nn.dot_product_attention(q, keys, vals, mask=mask[None, None])
     x = x + self.scale1[...].astype(x.dtype) * self.out(att.reshape(b, n, -1))
-    y = self.down(jax.nn.gelu(self.up(self.norm2(x))))
+    y = self.down(jax.nn.gelu(self.up(self.norm2(x)),
+                              approximate=self.approximate_gelu))
     x = x + self.scale2[...].astype(x.dtype) * y
     return x, {"k": keys[:, -c:], "v": vals[:, -c:]}
 

@@ -4,8 +4,10 @@
 ``config.sizes.CODECS`` (shapes) with its training recipe (losses,
 discriminator, crop length): ``debug`` trains on two CPU cores in minutes;
 ``mimi`` has the shape of Kyutai's Mimi (24 kHz, 12.5 Hz frames, 32 x 2048
-split RVQ); ``base`` is that shape with the research plan's generic
-quantizer (``RVQEncoder(layers=32, codebook_size=1024)``).
+split RVQ) and computes as Mimi does (replicate-padded downsample, depthwise
+upsample, exact GELU), so Mimi's weights convert into it exactly; ``base``
+is that shape with the research plan's generic quantizer
+(``RVQEncoder(layers=32, codebook_size=1024)``) and our own layers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ import ml_collections
 from csm_jax.config import sizes as sizes_lib
 
 SIZES = tuple(sizes_lib.codec_names())
+PAD_MODES = ("zeros", "replicate")
+
+# Options that make the codec compute as Mimi does, with the values that
+# codecs saved before the options existed were built with.
+LEGACY_DEFAULTS = (("downsample_pad", "zeros"), ("upsample_depthwise", False),
+                   ("transformer.exact_gelu", False))
 
 
 def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1):
@@ -50,6 +58,11 @@ def _from_row(row: dict) -> ml_collections.ConfigDict:
       # applies them reversed.
       ratios=row["ratios"],
       downsample=row["downsample"],  # e.g. 25 Hz latent -> 12.5 Hz frames
+      # "zeros" or "replicate" (the first latent frame repeated) left pad of
+      # the strided downsample conv; a depthwise (one kernel per channel)
+      # or dense transposed conv to upsample.
+      downsample_pad=row["downsample_pad"],
+      upsample_depthwise=row["upsample_depthwise"],
       n_residual=1,
       kernel_size=7,
       last_kernel_size=3,
@@ -59,7 +72,9 @@ def _from_row(row: dict) -> ml_collections.ConfigDict:
       latent_dim=row["latent_dim"],
       transformer=ml_collections.ConfigDict(dict(
           enabled=True, layers=layers, width=width, heads=heads, mlp_ratio=4,
-          context=context, rope_base=10_000.0, layer_scale=0.01)),
+          context=context, rope_base=10_000.0, layer_scale=0.01,
+          # Exact (erf) GELU in the MLP, or its tanh approximation.
+          exact_gelu=row["exact_gelu"])),
       rvq=_rvq(levels, codes, dim),
       semantic=ml_collections.ConfigDict(dict(
           # Level 0 gets its own quantizer whose output is distilled toward a
@@ -146,6 +161,8 @@ def validate(c) -> None:
        f"got {len(c.channels)}")
   need(all(r >= 1 for r in c.ratios), "ratios", "strides must be >= 1")
   need(c.downsample >= 1, "downsample", "must be >= 1")
+  need(c.get("downsample_pad", "zeros") in PAD_MODES, "downsample_pad",
+       f"{c.get('downsample_pad')!r} not in {PAD_MODES}")
   need(c.compress >= 1 and all(ch % c.compress == 0 for ch in c.channels),
        "compress", "must divide every channel count")
   t = c.transformer
@@ -175,3 +192,20 @@ def validate(c) -> None:
   need(c.dtype in ("float32", "bfloat16"), "dtype", "float32 or bfloat16")
   need(c.param_dtype in ("float32", "bfloat16"), "param_dtype",
        "float32 or bfloat16")
+
+
+def structural_dict(c) -> dict:
+  """``c`` as a dict, without the Mimi options that hold their legacy values.
+
+  What a codec checkpoint depends on: a workdir written before the options
+  existed records none of them and must still resume.
+  """
+  d = c.to_dict()
+  for key, legacy in LEGACY_DEFAULTS:
+    *parents, leaf = key.split(".")
+    node = d
+    for p in parents:
+      node = node.get(p, {})
+    if node.get(leaf, legacy) == legacy:
+      node.pop(leaf, None)
+  return d

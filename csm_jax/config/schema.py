@@ -9,24 +9,39 @@ key's name; ``validate`` then checks the values before anything is compiled.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import ml_collections
 
+from csm_jax.config import lora as lora_lib
+from csm_jax.config import memory as memory_lib
+from csm_jax.config import prosody as prosody_lib
 from csm_jax.config import sizes as sizes_lib
+from csm_jax.config.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch", "save_attn_out")
 ROPE_SCALINGS = ("none", "llama3")
-TASKS = ("csm", "codec")
+# The evaluation instruments (csm_jax.eval.instruments) train on the same
+# trainer; their network lives in an ``instrument`` section of their config.
+INSTRUMENT_TASKS = ("recognizer", "speaker_encoder", "emotion_classifier")
+TASKS = ("csm", "codec", "probe", *INSTRUMENT_TASKS)
 DATA_SOURCES = ("synthetic_tokens", "dialogues")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+TOKENIZER_TYPES = ("unigram", "bpe", "char")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config value is invalid; the message starts with the field's path."""
 
-  def __init__(self, field: str, message: str):
+  def __init__(self, field: str, message: str | None = None):
+    if message is None:
+      # ml_collections re-raises an error of a config file as
+      # ``type(e)("Error whilst parsing config file: <traceback>")``; the
+      # field and message are the traceback's last ConfigError line.
+      found = re.findall(r"ConfigError: config\.(\S+?): (.*)$", field, re.M)
+      field, message = found[-1] if found else ("?", field.strip())
     super().__init__(f"config.{field}: {message}")
     self.field = field
 
@@ -64,7 +79,7 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.rope_original_max_len = 8192
   m.norm_eps = 1e-5
   # Asymmetric attention (research plan): text looks locally, audio globally.
-  m.text_window = 256
+  m.text_window = row.get("text_window", 256)
   m.audio_window = 2048
   # Compute amortization: the depth decoder trains on this share of frames.
   m.decoder_frame_fraction = 1.0 / 16
@@ -74,6 +89,10 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.critical_codebooks = 0
   m.detail_codebooks_per_step = 0
   m.text_loss_weight = 0.0
+  # Adaptive quality (research plan: trade fidelity for latency): the share
+  # of training examples whose input frames keep only a random prefix of
+  # their levels, as generation with --levels=k feeds them back. 0: off.
+  m.level_dropout = 0.0
   m.dtype = "float32"
   m.param_dtype = "float32"
   m.remat = "none"
@@ -83,6 +102,10 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.cond_dim = 0
   m.n_prefix = 0
   m.init_std = 0.02
+  # Two-stage generation's prosody stream (config/prosody.py); off: plain CSM.
+  m.prosody = prosody_lib.prosody_config()
+  # The dual conversational memory (config/memory.py); off: plain CSM.
+  m.memory = memory_lib.memory_config()
 
   # The codec whose codes the CSM predicts (and which task=codec trains).
   from csm_jax.config.codec import codec_config  # pylint: disable=g-import-not-at-top
@@ -101,6 +124,9 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   d.codec_dir = ""  # a trained codec; "": train one into <workdir>/codec
   d.codec_steps = 2000  # steps of that automatic codec training
   d.tokenizer = ""  # a sentencepiece model; "": train one into the workdir
+  # The algorithm of that tokenizer: unigram or bpe pieces, or single
+  # characters (a small vocabulary every symbol of which is seen often).
+  d.tokenizer_type = "unigram"
   d.context_turns = 5
   d.loss_on = "target"  # or "all_audio"
   d.seq_len = row["seq_len"]
@@ -132,6 +158,14 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   # Resume a checkpoint written by another number of processes: model and
   # optimizer exactly, data order restarted (see store.checkpoint).
   t.elastic_resume = False
+  # Fine-tuning: start from the weights of an export or workdir (e.g. a
+  # converted CSM-1B, docs/interop.md) instead of a random initialization.
+  t.init_from = ""
+  # LoRA (train.lora.rank > 0): only low-rank adapters of the projections
+  # that ``targets`` names (config.lora) are trained; the other weights are
+  # frozen. Adapters scale by alpha / rank.
+  t.lora = ml_collections.ConfigDict(dict(rank=0, alpha=32.0,
+                                          targets="attn,mlp"))
 
   mesh = c.mesh = ml_collections.ConfigDict()
   dm = row["default_mesh"]
@@ -214,10 +248,20 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
              "model.detail_codebooks_per_step",
              f"must be in [1, {detail}] (the detail codebooks) when "
              f"critical_codebooks is set, got {m.detail_codebooks_per_step}")
+    _check(0.0 <= m.level_dropout <= 1.0, "model.level_dropout",
+           f"is a probability, got {m.level_dropout}")
     _check(m.text_window >= 1, "model.text_window", "must be >= 1")
     _check(m.audio_window >= 1, "model.audio_window", "must be >= 1")
     _check(m.cond_dim >= 0, "model.cond_dim", "must be >= 0")
     _check(m.n_prefix >= 0, "model.n_prefix", "must be >= 0")
+    if memory_lib.enabled(m):
+      memory_lib.validate(c, _check)
+    memory_lib.check_weights(c, _check)
+    if prosody_lib.enabled(m):
+      prosody_lib.validate(m.prosody, _check)
+      _check(c.data.source == "dialogues", "model.prosody.enabled",
+             "the prosody stream reads F0 and energy from turn audio; "
+             f"data.source={c.data.source!r} has none (use dialogues)")
     _check(c.data.seq_len >= 2, "data.seq_len", "must be >= 2")
     _check(c.data.seq_len + m.n_prefix <= m.max_seq_len, "data.seq_len",
            f"{c.data.seq_len} (+{m.n_prefix} prefix) exceeds "
@@ -227,6 +271,8 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
     _check(c.data.loss_on in ("target", "all_audio"), "data.loss_on",
            f"must be 'target' or 'all_audio', got {c.data.loss_on!r}")
     _check(c.data.context_turns >= 0, "data.context_turns", "must be >= 0")
+    _check(c.data.tokenizer_type in TOKENIZER_TYPES, "data.tokenizer_type",
+           f"{c.data.tokenizer_type!r} not in {TOKENIZER_TYPES}")
     if c.data.source == "dialogues":
       q = c.codec.rvq
       _check(m.n_codebooks <= q.levels, "model.n_codebooks",
@@ -243,6 +289,16 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
   _check(t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables)")
   for key in ("log_every", "eval_every", "ckpt_every", "keep_checkpoints"):
     _check(t[key] >= 1, f"train.{key}", f"must be >= 1, got {t[key]}")
+  _check(t.lora.rank >= 0, "train.lora.rank", "must be >= 0 (0: no LoRA)")
+  if t.lora.rank:
+    _check(c.task == "csm", "train.lora.rank",
+           f"LoRA adapts the CSM's projections; task {c.task!r} has none")
+    _check(t.lora.alpha > 0, "train.lora.alpha",
+           f"must be positive, got {t.lora.alpha}")
+    try:
+      lora_lib.resolve_targets(t.lora.targets)
+    except lora_lib.LoraTargetError as e:
+      raise ConfigError("train.lora.targets", str(e)) from None
   _check(c.data.batch_size >= 1, "data.batch_size", "must be >= 1")
   _check(c.data.batch_size % t.accum_steps == 0, "train.accum_steps",
          f"{t.accum_steps} does not divide data.batch_size {c.data.batch_size}")
@@ -265,13 +321,31 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
 # checkpoint holds: a run may resume with other values.
 TRAINING_ONLY_MODEL_FIELDS = (
     "decoder_frame_fraction", "critical_codebooks", "detail_codebooks_per_step",
+    "level_dropout",
     "remat", "scan_layers", "attention_impl", "dtype", "init_std")
 
 
 def structural_fields(c) -> dict[str, Any]:
   """The part of a config a checkpoint depends on (shapes, vocab, task)."""
   if c.task == "codec":
-    return {"task": c.task, "codec": c.codec.to_dict()}
+    from csm_jax.config import codec as codec_lib  # pylint: disable=g-import-not-at-top
+    return {"task": c.task, "codec": codec_lib.structural_dict(c.codec)}
+  if c.task in INSTRUMENT_TASKS:
+    return {"task": c.task, "instrument": c.instrument.net.to_dict()}
   model = {k: v for k, v in c.model.to_dict().items()
            if k not in TRAINING_ONLY_MODEL_FIELDS}
-  return {"task": c.task, "model": model}
+  # Recorded only when on, so runs from before the stream compare equal.
+  model.pop("prosody", None)
+  model.pop("memory", None)
+  if memory_lib.enabled(c.model):
+    model["memory"] = memory_lib.structural_dict(c.model.memory)
+  if prosody_lib.enabled(c.model):
+    model["prosody"] = prosody_lib.structural_dict(c.model.prosody)
+  out = {"task": c.task, "model": model}
+  lora = c.train.get("lora")
+  if lora is not None and lora.rank:
+    # Adapters are part of the checkpoint; without LoRA nothing is recorded,
+    # so runs from before the option compare equal.
+    out["lora"] = {"rank": lora.rank, "alpha": lora.alpha,
+                   "targets": list(lora_lib.resolve_targets(lora.targets))}
+  return out

@@ -45,7 +45,9 @@ SIZES: dict[str, dict] = {
         decoder=(1024, 4, 8, 2, 8192),
         text_vocab=128256, n_codebooks=32, codebook_size=2048, codec="mimi",
         seq_len=2048, batch_size=64, default_mesh=(1, -1, 1),
-        topology="v5p-32"),
+        topology="v5p-32",
+        # Sesame's backbone is fully causal: text rows see all 2048 rows.
+        text_window=2048),
 }
 
 # Codec rows: SEANet widths before each downsampling stage and after the
@@ -53,24 +55,31 @@ SIZES: dict[str, dict] = {
 # extra latent downsample, latent width, bottleneck transformer (layers,
 # width, heads, context frames) and residual quantizer (levels, codes,
 # codebook dim). "base" is Mimi's shape with the research plan's generic
-# quantizer, RVQEncoder(layers=32, codebook_size=1024).
+# quantizer, RVQEncoder(layers=32, codebook_size=1024). "mimi" also computes
+# as Kyutai's Mimi does, so its released weights convert exactly
+# (csm_jax.interop): the latent downsample pads by repeating the first frame,
+# the latent upsample is depthwise, the transformers' GELU is exact. The
+# other rows keep zero padding, a dense upsample and the tanh GELU.
 CODECS: dict[str, dict] = {
     # 16 kHz, 50 Hz, 8 x 256 codes (3.2 kbps), ~0.6M params: trains on two
     # CPU cores in minutes (the debug CSM uses it at 25 Hz, downsample 4).
     "debug": dict(
         sample_rate=16_000, channels=(16, 32, 64, 128), ratios=(8, 5, 4),
         downsample=2, latent_dim=64, transformer=(2, 64, 4, 50),
-        rvq=(8, 256, 32), semantic=False),
+        rvq=(8, 256, 32), semantic=False,
+        downsample_pad="zeros", upsample_depthwise=False, exact_gelu=False),
     # 24 kHz, 12.5 Hz. 64 -> 1024 channels then a kernel-3 conv to latent
     # width 512 gives ~79M params with the two transformers, as Mimi.
     "base": dict(
         sample_rate=24_000, channels=(64, 128, 256, 512, 1024),
         ratios=(8, 6, 5, 4), downsample=2, latent_dim=512,
-        transformer=(8, 512, 8, 250), rvq=(32, 1024, 256), semantic=True),
+        transformer=(8, 512, 8, 250), rvq=(32, 1024, 256), semantic=True,
+        downsample_pad="zeros", upsample_depthwise=False, exact_gelu=False),
     "mimi": dict(
         sample_rate=24_000, channels=(64, 128, 256, 512, 1024),
         ratios=(8, 6, 5, 4), downsample=2, latent_dim=512,
-        transformer=(8, 512, 8, 250), rvq=(32, 2048, 256), semantic=True),
+        transformer=(8, 512, 8, 250), rvq=(32, 2048, 256), semantic=True,
+        downsample_pad="replicate", upsample_depthwise=True, exact_gelu=True),
 }
 
 # Ids above the codec's codes: CSM uses 2048 codes + 3 specials = 2051.

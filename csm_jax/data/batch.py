@@ -14,10 +14,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from csm_jax.config import prosody as prosody_config
+from csm_jax.config.errors import UserError
+
 Batch = Mapping[str, Any]
 
 
-class BatchError(ValueError):
+class BatchError(UserError, ValueError):
   """A batch does not match its task's spec (wrong shape, dtype, id range)."""
 
 
@@ -67,7 +70,7 @@ def csm_batch_spec(config) -> dict[str, FieldSpec]:
   """The per-example layout of a CSM batch (shared by every CSM data source)."""
   m, t = config.model, config.data.seq_len
   n = m.n_codebooks
-  return {
+  spec = {
       "audio_tokens": FieldSpec((t, n), np.int32, ("batch", "seq", None),
                                 0, m.audio_vocab),
       "text_tokens": FieldSpec((t,), np.int32, ("batch", "seq"),
@@ -78,3 +81,17 @@ def csm_batch_spec(config) -> dict[str, FieldSpec]:
       "segment_ids": FieldSpec((t,), np.int32, ("batch", "seq"), 0, None),
       "loss_mask": FieldSpec((t,), np.bool_, ("batch", "seq")),
   }
+  if prosody_config.enabled(m):
+    # The prosody column (data.examples.frames): F0 ids with the unvoiced
+    # id f0_bins, energy ids, the turn's style with the unknown id last.
+    p = m.prosody
+    spec.update({
+        "prosody_f0": FieldSpec((t,), np.int32, ("batch", "seq"),
+                                0, p.f0_bins + 1),
+        "prosody_energy": FieldSpec((t,), np.int32, ("batch", "seq"),
+                                    0, p.energy_bins),
+        "prosody_style": FieldSpec((t,), np.int32, ("batch", "seq"), 0,
+                                   prosody_config.style_vocab(p) + 1),
+        "prosody_mask": FieldSpec((t,), np.bool_, ("batch", "seq")),
+    })
+  return spec

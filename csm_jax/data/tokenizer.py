@@ -26,13 +26,15 @@ import os
 import re
 from typing import Iterable, Iterator, Sequence
 
+from csm_jax.config.errors import UserError
+
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 DEFAULT_NUM_SPEAKERS = 64
 _MIN_LEARNED = 64          # pieces beyond specials, tags and 256 bytes
 _TAG_RE = re.compile(r"\[(\d+)\] ")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
   """Bad tokenizer input: unknown speaker id, unreadable model, tiny vocab."""
 
 
@@ -172,3 +174,4 @@ def read_corpus_texts(corpus_dir: str) -> Iterator[str]:
   if not found:
     raise TokenizerError(f"{corpus_dir}: no *.txt, *.jsonl or prepared "
                          "synthetic_dialogues dataset found")
+

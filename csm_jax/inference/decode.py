@@ -18,6 +18,12 @@ one ``lax.fori_loop``; then one backbone row with the new frame.
 The functions accept the training model (stacked layers, one stacked cache)
 or its ``unrolled`` copy (per-layer weights and caches), which is what
 generation uses: it decodes several times faster on CPU.
+
+With the prosody stream (``model.prosody``) the state also holds ``style``
+(B,), the style id of the turn being spoken (``choose_style`` sets it after
+the prefill), and a frame is two-stage: its prosody tokens first (sampled,
+or taken from a ``plan`` the caller gives: a sketch to follow), then its
+codes from the plan state, and the row fed back carries both.
 """
 
 from __future__ import annotations
@@ -95,14 +101,25 @@ def unrolled(model, compute_dtype=None):
 def init_state(model, batch: int, max_len: int, dtype=None) -> dict:
   k, v = model.backbone.init_cache(batch, max_len, dtype)
   width = model.backbone.spec.width
-  return {"k": k, "v": v, "seg": jnp.zeros((batch, max_len), jnp.int32),
-          "length": jnp.zeros((), jnp.int32),
-          "pos": jnp.zeros((batch,), jnp.int32),
-          "h": jnp.zeros((batch, width), model.dtype)}
+  state = {"k": k, "v": v, "seg": jnp.zeros((batch, max_len), jnp.int32),
+           "length": jnp.zeros((), jnp.int32),
+           "pos": jnp.zeros((batch,), jnp.int32),
+           "h": jnp.zeros((batch, width), model.dtype)}
+  if getattr(model, "prosody", None) is not None:
+    state["style"] = jnp.full((batch,), model.prosody.unknown_style,
+                              jnp.int32)
+  return state
+
+
+def _keep_style(state: dict, new: dict) -> dict:
+  if "style" in state:
+    new["style"] = state["style"]
+  return new
 
 
 def append_rows(model, state: dict, audio_tokens, text_tokens, mask,
-                positions, segment_ids, cond=None, prefix=None) -> dict:
+                positions, segment_ids, cond=None, prefix=None,
+                prosody=None) -> dict:
   """Runs rows (B, T, ...) through the backbone, writing slots [length, +T).
 
   Prefill (T = prompt length, optionally after ``prefix`` vectors, which
@@ -111,30 +128,44 @@ def append_rows(model, state: dict, audio_tokens, text_tokens, mask,
   caller keeps ``length + P + T <= S``.
   """
   rows = model.backbone_rows(audio_tokens, text_tokens, mask, positions,
-                             segment_ids, cond, prefix)
+                             segment_ids, cond, prefix, prosody)
   start = state["length"]
   seg_cache = jax.lax.dynamic_update_slice_in_dim(state["seg"], rows[2],
                                                   start, axis=1)
   h, (k, v) = model.run_backbone(rows, cache=(state["k"], state["v"]),
                                  start=start, cached_segments=seg_cache)
-  return {"k": k, "v": v, "seg": seg_cache,
-          "length": start + rows[2].shape[1],
-          "pos": positions[:, -1] + 1, "h": h[:, -1]}
+  return _keep_style(state, {"k": k, "v": v, "seg": seg_cache,
+                             "length": start + rows[2].shape[1],
+                             "pos": positions[:, -1] + 1, "h": h[:, -1]})
 
 
-def frame_row(codes: jax.Array):
-  """An audio-only row (B, 1, ...) for the frame ``codes`` (B, N)."""
+def frame_row(codes: jax.Array, n_levels: int | None = None):
+  """An audio-only row (B, 1, ...) for the frame ``codes`` (B, N).
+
+  With ``n_levels`` k < N only the first k columns are present in the mask:
+  a frame generated at reduced quality is fed back as the partial frame it
+  is, not as k codes followed by N - k codes 0.
+  """
   b, n = codes.shape
-  mask = jnp.concatenate([jnp.ones((b, 1, n), bool),
+  present = jnp.arange(n) < (n if n_levels is None else n_levels)
+  mask = jnp.concatenate([jnp.broadcast_to(present, (b, 1, n)),
                           jnp.zeros((b, 1, 1), bool)], axis=-1)
   return codes[:, None, :], jnp.zeros((b, 1), jnp.int32), mask
 
 
-def append_frame(model, state: dict, codes: jax.Array) -> dict:
-  audio, text, mask = frame_row(codes)
+def append_frame(model, state: dict, codes: jax.Array,
+                 n_levels: int | None = None, prosody=None) -> dict:
+  """Feeds a frame back; ``prosody`` (F0 ids (B,), energy ids (B,)) is its
+  prosody column, with the turn's style from the state."""
+  audio, text, mask = frame_row(codes, n_levels)
   b = codes.shape[0]
+  column = None
+  if prosody is not None:
+    f0, energy = prosody
+    column = (f0[:, None], energy[:, None], state["style"][:, None],
+              jnp.ones((b, 1), bool))
   return append_rows(model, state, audio, text, mask, state["pos"][:, None],
-                     jnp.ones((b, 1), jnp.int32))
+                     jnp.ones((b, 1), jnp.int32), prosody=column)
 
 
 def split_keys(key: jax.Array, n: int) -> jax.Array:
@@ -144,22 +175,71 @@ def split_keys(key: jax.Array, n: int) -> jax.Array:
   return jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, n))(key), 0, 1)
 
 
+def plan_frame(model, h, keys, temperature, top_k: int, style=None,
+               plan=None):
+  """Stage 1 of a frame: (plan state (B, W), (F0 ids (B,), energy ids (B,))).
+
+  The style (B,) conditions the frame's prosody heads; a ``plan`` dict
+  ({"f0", "energy", "given_f0", "given_energy"}, each (B,)) replaces the
+  sampled tokens where given: the sketch stage 1 follows.
+  """
+  stream = model.prosody
+  if style is None:
+    style = jnp.full(h.shape[:1], stream.unknown_style, jnp.int32)
+  s = stream.styled(h, style)
+  f0_l, v_l, e_l = stream.frame_logits(s)
+  voiced = sample(v_l, keys[0], temperature) == 1
+  f0 = jnp.where(voiced, sample(f0_l, keys[1], temperature, top_k),
+                 stream.unvoiced)
+  energy = sample(e_l, keys[2], temperature, top_k)
+  if plan is not None:
+    f0 = jnp.where(plan["given_f0"], plan["f0"], f0)
+    energy = jnp.where(plan["given_energy"], plan["energy"], energy)
+  return stream.planned(s, f0, energy), (f0, energy)
+
+
+def choose_style(model, state: dict, key: jax.Array, given: jax.Array,
+                 temperature) -> dict:
+  """Sets the state's turn style: ``given`` (B,) where >= 0, else sampled
+  from the style head on the state that predicts the turn's first frame."""
+  stream = model.prosody
+  drawn = sample(stream.style_head(state["h"]), key, temperature)
+  return {**state, "style": jnp.where(given >= 0, given, drawn)}
+
+
 def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
                  top_k: int = 0, top_p: float = 1.0, n_levels: int | None = None,
-                 return_logits: bool = False, allow_eos=True):
-  """Samples one frame's codes (B, N) from the backbone state ``h`` (B, W).
+                 return_logits: bool = False, allow_eos=True, style=None,
+                 plan=None, prosody_temperature=None):
+  """Samples one frame (codes (B, N), end of speech (B,)) from ``h`` (B, W).
 
   ``key`` is one key, or one per example (B,) so that an example's frames
   do not depend on the rest of its batch. ``temperature`` has one value per
-  codebook (N,). With ``n_levels`` < N only the first n_levels codebooks are
-  sampled (the rest stay 0): the adaptive quality mode that trades fidelity
-  for latency. Where ``allow_eos`` (scalar or (B,)) is False, codebook 0
-  never takes code 0, so the frame cannot be the all-zero end of speech.
+  codebook (N,). With ``n_levels`` k < N only the first k codebooks are
+  sampled (the rest are returned as 0 and left out of the frame fed back,
+  see ``frame_row``): the adaptive quality mode that trades fidelity for
+  latency; the end of speech is still judged on the whole frame. Where
+  ``allow_eos`` (scalar or (B,)) is False, codebook 0 never takes code 0,
+  so the frame cannot be the all-zero end of speech.
+
+  With the prosody stream the frame's plan comes first (``plan_frame``, at
+  ``prosody_temperature``, default codebook 0's), codebook 0 and the
+  decoder read its state, and a third value is returned: the frame's
+  (F0 ids, energy ids).
   """
   n = model.n_codebooks
   levels = n if n_levels is None else n_levels
   b = h.shape[0]
-  keys = split_keys(key, n)
+  stream = getattr(model, "prosody", None)
+  tokens = None
+  if stream is None:
+    keys = split_keys(key, n)
+  else:
+    keys = split_keys(key, n + 3)
+    pt = temperature[0] if prosody_temperature is None else \
+        prosody_temperature
+    h, tokens = plan_frame(model, h, keys[n:], pt, top_k, style, plan)
+    keys = keys[:n]
   # Ids past the codec's codebook (the special ids) are never sampled.
   ids = jnp.arange(model.audio_vocab)
   valid = ids < model.codebook_size
@@ -170,8 +250,6 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
   codes = jnp.zeros((b, n), jnp.int32).at[:, 0].set(c0)
   all_logits = jnp.zeros((b, n, logits0.shape[-1]), jnp.float32)
   all_logits = all_logits.at[:, 0].set(logits0.astype(jnp.float32))
-  if levels <= 1:
-    return (codes, all_logits) if return_logits else codes
 
   dec = model.decoder
   cache = dec.init_cache(b, n)
@@ -203,27 +281,60 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
                                                      axis=1)
     return codes, cache, all_logits
 
-  codes, _, all_logits = jax.lax.fori_loop(1, levels, body,
-                                           (codes, cache, all_logits))
-  return (codes, all_logits) if return_logits else codes
+  codes, cache, all_logits = jax.lax.fori_loop(1, levels, body,
+                                               (codes, cache, all_logits))
+  if return_logits:
+    return codes, all_logits
+  if levels == n:
+    eos = ~jnp.any(codes != 0, axis=1)
+    return (codes, eos) if tokens is None else (codes, eos, tokens)
+  # Reduced quality: a frame whose k sampled codes are all 0 may or may not
+  # be the end of speech. Only then the rest of the frame is sampled (rare:
+  # code 0 of codebook 0 first), and the frame ends speech iff all N codes
+  # are 0, as for the full model. The k codes kept are unchanged.
+  prefix_zero = ~jnp.any(codes[:, :levels] != 0, axis=1)
+
+  def finish(carry):
+    return jax.lax.fori_loop(levels, n, body, carry)[0]
+
+  full = jax.lax.cond(jnp.any(prefix_zero), finish, lambda c: c[0],
+                      (codes, cache, all_logits))
+  eos = prefix_zero & ~jnp.any(full != 0, axis=1)
+  kept = jnp.where(jnp.arange(n) < levels, codes, 0)
+  return (kept, eos) if tokens is None else (kept, eos, tokens)
 
 
 def generate_frames(model, state: dict, key: jax.Array, n_frames: int,
                     temperature: jax.Array, top_k: int = 0, top_p: float = 1.0,
-                    n_levels: int | None = None, allow_eos=None):
-  """``n_frames`` frames in one compiled loop: returns (codes (F,B,N), state).
+                    n_levels: int | None = None, allow_eos=None, plan=None,
+                    prosody_temperature=None):
+  """``n_frames`` frames in one compiled loop.
 
-  ``key``: one key or one per example (see ``decode_frame``). ``allow_eos``
-  (F,) says per frame whether it may end the speech (default: all may).
+  Returns (codes (F, B, N), end of speech (F, B), state). ``key``: one key
+  or one per example (see ``decode_frame``). ``allow_eos`` (F,) or (F, B)
+  says per frame whether it may end the speech (default: all may).
+
+  With the prosody stream, ``plan`` holds the sketch to follow ((F, B)
+  arrays, see ``plan_frame``; None: every token sampled) and a fourth
+  value is returned: the frames' (F0 ids, energy ids), each (F, B).
   """
   allow = (jnp.ones((n_frames,), bool) if allow_eos is None
            else jnp.asarray(allow_eos))
+  on = getattr(model, "prosody", None) is not None
 
   def step(state, inp):
-    k, ok = inp
-    codes = decode_frame(model, state["h"], k, temperature, top_k, top_p,
-                         n_levels, allow_eos=ok)
-    return append_frame(model, state, codes), codes
+    k, ok, given = inp
+    out = decode_frame(model, state["h"], k, temperature, top_k, top_p,
+                       n_levels, allow_eos=ok,
+                       style=state.get("style"), plan=given,
+                       prosody_temperature=prosody_temperature)
+    if not on:
+      codes, eos = out
+      return append_frame(model, state, codes, n_levels), (codes, eos)
+    codes, eos, tokens = out
+    return (append_frame(model, state, codes, n_levels, prosody=tokens),
+            (codes, eos, tokens))
 
-  state, codes = jax.lax.scan(step, state, (split_keys(key, n_frames), allow))
-  return codes, state
+  state, out = jax.lax.scan(step, state,
+                            (split_keys(key, n_frames), allow, plan))
+  return (*out[:2], state) + ((out[2],) if on else ())

@@ -11,6 +11,14 @@ are decoded by the codec's streaming decoder as they arrive.
 Stopping: the all-zero end-of-speech frame, ``max_seconds``, a full cache,
 or ``silence_seconds`` of decoded audio below ``silence_db`` (the reference
 model is known to run on with long silent tails).
+
+A model with the prosody stream (``model.prosody``) is controllable: the
+turn's style (``Sampling.emotion`` + ``intensity``, or a raw ``style`` id;
+otherwise sampled from the model), a ``Sketch`` stage 1 follows instead of
+sampling (no end of speech before the sketch ends; frames after it are
+free), and ``pace``. Context turns get their prosody tokens from their
+audio, by the same extraction as training. Every chunk reports the plan
+its frames followed.
 """
 
 from __future__ import annotations
@@ -24,8 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from csm_jax.data.examples.frames import Turn, conversation_rows, trim_context
-from csm_jax.inference import decode
+from csm_jax.config import memory as memory_config
+from csm_jax.config import prosody as prosody_config
+from csm_jax.data import prosody_tokens
+from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
+                                         conversation_rows, trim_context)
+from csm_jax.data.prosody_tokens import ProsodyError
+from csm_jax.inference import decode, speculative
+from csm_jax.inference.memory import MemoryTurn, MemoryWriter, stack_states
+from csm_jax.inference.prosody_control import Sketch, check_pace
 
 BUCKET = 64
 
@@ -56,6 +71,35 @@ class Sampling:
   silence_db: float = -50.0
   n_levels: int | None = None  # adaptive quality: only the first k codebooks
   frames_per_call: int = 4
+  # The prosody stream's controls (two-stage models only, see the module
+  # docstring); the defaults leave every prosody token to the model.
+  emotion: str | None = None
+  intensity: float = 0.5       # in [0, 1], with ``emotion``
+  style: int | None = None     # a raw style id instead of emotion/intensity
+  prosody: Sketch | None = None
+  pace: float = 1.0            # rate multiplier
+  prosody_temperature: float | None = None  # default: ``temperature``
+  # Speculative depth decoding (csm_jax.inference.speculative): codes
+  # drafted per round by the decoder's first block; 0 = off. Same output
+  # distribution (same codes when greedy), fewer full decoder passes.
+  speculative: int = 0
+
+  def controls_prosody(self) -> bool:
+    return (self.emotion is not None or self.style is not None
+            or self.prosody is not None or self.pace != 1.0)
+
+
+@dataclasses.dataclass
+class Control:
+  """One request's prosody controls (``Sampling``'s fields, per request)."""
+
+  emotion: str | None = None
+  intensity: float = 0.5
+  style: int | None = None
+  sketch: Sketch | None = None
+  # End the utterance where the sketch ends (a plan of the model's own,
+  # paced); otherwise frames after the sketch are free.
+  end_with_sketch: bool = False
 
 
 @dataclasses.dataclass
@@ -71,14 +115,28 @@ class Chunk:
   codes: np.ndarray  # (frames, n_codebooks)
   audio: np.ndarray  # float32 samples
   elapsed_s: float  # since the request started
+  eos: bool = False  # this chunk ended on the end-of-speech frame
+  # Prosody stream: the plan the frames followed, (frames, 2) F0 and energy
+  # ids, and the turn's style id.
+  prosody: np.ndarray | None = None
+  style: int | None = None
 
 
 class Generator:
   """CSM generation with a codec and tokenizer; see the module docstring."""
 
   def __init__(self, config, graphdef, params, tokenizer, codec,
-               weight_dtype: str | None = "auto"):
+               weight_dtype: str | None = "auto",
+               prosody_bins: prosody_tokens.ProsodyBins | None = None):
     self.config, self.tokenizer, self.codec = config, tokenizer, codec
+    # Tokens <-> contours of the prosody stream (None when it is off).
+    self.bins = prosody_bins if prosody_config.enabled(config.model) else None
+    if prosody_config.enabled(config.model) and prosody_bins is None:
+      raise ProsodyError("the model has the prosody stream on but no prosody "
+                         "stats were given (the training corpus's stats "
+                         "file, data.prosody_cache)")
+    self.layout = None if self.bins is None else ProsodyLayout(
+        self.bins.unvoiced, self.bins.unknown_style)
     # Decoding runs on per-layer weights (decode.unrolled) and computes in
     # f32 on CPU (decode.compute_dtype_for_platform). ``weight_dtype``:
     # "auto" widens stored bf16 weights on CPU too, a dtype name casts the
@@ -91,6 +149,12 @@ class Generator:
         nnx.merge(graphdef, params),
         decode.compute_dtype_for_platform(config.model.dtype))
     self.graphdef, self.params = nnx.split(fast)
+    # The dual memory (model.memory): each request's memory (given, or
+    # written from its context turns) is its prompt's prefix, in P extra
+    # cache slots before the prompt.
+    self.memory = (MemoryWriter(config, self.graphdef, self.params)
+                   if memory_config.enabled(config.model) else None)
+    self.prefix_slots = 0 if self.memory is None else self.memory.n_prefix
     m = config.model
     self.n = m.n_codebooks
     self.max_len = trained_length(config)
@@ -99,24 +163,39 @@ class Generator:
                        f"predicts {self.n} codebooks")
     self.frame_seconds = 1.0 / codec.frame_rate if codec else 0.08
     self._prefill = jax.jit(self._prefill_fn)
+    self._style = jax.jit(self._style_fn)
     self._steps = {}
+    self._warm = set()
 
   # -- compiled pieces --------------------------------------------------------
-  def _prefill_fn(self, params, rows):
+  def _prefill_fn(self, params, rows, prefix=None):
     model = nnx.merge(self.graphdef, params)
     b = rows["segment_ids"].shape[0]
-    state = decode.init_state(model, b, self.max_len)
+    state = decode.init_state(model, b, self.max_len + self.prefix_slots)
+    column = (tuple(rows[k] for k in ("prosody_f0", "prosody_energy",
+                                      "prosody_style", "prosody_mask"))
+              if "prosody_f0" in rows else None)
     return decode.append_rows(model, state, rows["audio_tokens"],
                               rows["text_tokens"], rows["mask"],
-                              rows["positions"], rows["segment_ids"])
+                              rows["positions"], rows["segment_ids"],
+                              prefix=prefix, prosody=column)
 
-  def _step(self, frames: int, top_k: int, top_p: float, n_levels):
-    key = (frames, top_k, top_p, n_levels)
+  def _style_fn(self, params, state, keys, given, temperature):
+    model = nnx.merge(self.graphdef, params)
+    return decode.choose_style(model, state, keys, given, temperature)
+
+  def _step(self, frames: int, top_k: int, top_p: float, n_levels,
+            speculative_draft: int = 0):
+    key = (frames, top_k, top_p, n_levels, speculative_draft)
     if key not in self._steps:
-      def fn(params, state, rng, temps, allow_eos):
+      def fn(params, state, rng, temps, allow_eos, plan, ptemp):
         model = nnx.merge(self.graphdef, params)
+        if speculative_draft:
+          return speculative.generate_frames(
+              model, state, rng, frames, temps, top_k, top_p, n_levels,
+              allow_eos, plan, ptemp, draft=speculative_draft)
         return decode.generate_frames(model, state, rng, frames, temps, top_k,
-                                      top_p, n_levels, allow_eos)
+                                      top_p, n_levels, allow_eos, plan, ptemp)
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 
@@ -129,13 +208,50 @@ class Generator:
                        "audio nor codes")
     return np.asarray(self.codec.encode(turn.audio))[:, :self.n]
 
+  def _context_prosody(self, turn: ContextTurn, codes: np.ndarray):
+    """A context turn's prosody tokens, by the training extraction."""
+    audio = turn.audio
+    if audio is None or not len(audio):
+      audio = self.codec.decode(codes)
+    contour = prosody_tokens.frame_contour(audio, self.codec.sample_rate,
+                                           self.codec.frame_rate, len(codes))
+    return self.bins.tokens(contour, turn.speaker)
+
   def prompt_rows(self, text: str, speaker: int,
                   context: Sequence[ContextTurn], reserve: int) -> dict:
-    turns = [Turn(np.asarray(self.tokenizer.encode_turn(t.speaker, t.text)),
-                  self._encode(t)) for t in context]
+    turns = []
+    for t in context:
+      codes = self._encode(t)
+      turns.append(Turn(
+          np.asarray(self.tokenizer.encode_turn(t.speaker, t.text)), codes,
+          prosody=(None if self.bins is None
+                   else self._context_prosody(t, codes))))
     current = Turn(np.asarray(self.tokenizer.encode_turn(speaker, text)), None)
     kept = trim_context(turns, current, self.max_len, reserve=reserve)
-    return conversation_rows(kept + [current], self.n)
+    return conversation_rows(kept + [current], self.n, prosody=self.layout)
+
+  def memory_turn(self, turn: ContextTurn) -> MemoryTurn:
+    """A context turn as the memory writes it (codes encoded if needed)."""
+    return MemoryTurn(
+        np.asarray(self.tokenizer.encode_turn(turn.speaker, turn.text)),
+        self._encode(turn), turn.audio,
+        self.codec.sample_rate if self.codec else 0, turn.text)
+
+  def _memory_prefix(self, requests):
+    """The prefix vectors of each request's memory (None without memory):
+    a request's fourth item (a one-conversation ``MemoryState``), or the
+    memory of its context turns, all of them (the prompt keeps only the
+    newest that fit, as in training)."""
+    if self.memory is None:
+      return None
+    states = []
+    for req in requests:
+      given = req[3] if len(req) > 3 else None
+      if given is None:
+        given = self.memory.of_turns([[self.memory_turn(t) for t in req[2]]])
+      self.memory.check(given, 1)
+      states.append(given)
+    return self.memory.prefix(stack_states(states))
 
   def _batch(self, prompts: list[dict], reserve: int) -> dict:
     """Left-pads prompts to one bucketed length (padding is segment 0).
@@ -158,29 +274,125 @@ class Generator:
   # -- generation ---------------------------------------------------------------
   def stream(self, text: str, speaker: int,
              context: Sequence[ContextTurn] = (),
-             sampling: Sampling = Sampling()) -> Iterator[Chunk]:
+             sampling: Sampling = Sampling(),
+             control: Control | None = None) -> Iterator[Chunk]:
     """Yields chunks of (codes, audio) for one utterance as they are made."""
-    for chunks in self.stream_batch([(text, speaker, context)], sampling):
+    for chunks in self.stream_batch([(text, speaker, context)], sampling,
+                                    None if control is None else [control]):
       if chunks[0] is not None:
         yield chunks[0]
 
-  def stream_batch(self, requests, sampling: Sampling = Sampling()):
-    """Several prompts at once; yields a list (None for finished ones)."""
-    t0 = time.perf_counter()
+  # -- prosody controls -------------------------------------------------------
+  def _style_ids(self, controls: Sequence[Control]) -> np.ndarray:
+    """Each request's given style id, or -1 (sampled by the model)."""
+    out = []
+    for c in controls:
+      if c.style is not None:
+        if not 0 <= c.style < self.bins.unknown_style:
+          raise ProsodyError(
+              f"style token {c.style} is out of range: the model has style "
+              f"ids 0..{self.bins.unknown_style - 1}")
+        out.append(int(c.style))
+      elif c.emotion is not None:
+        out.append(self.bins.style_id(self.bins.emotion_index(c.emotion),
+                                      self.bins.intensity_bin(c.intensity)))
+      else:
+        out.append(-1)
+    return np.asarray(out, np.int32)
+
+  def _controls(self, n: int, s: Sampling, controls) -> list[Control]:
+    if controls is None:
+      controls = [Control(s.emotion, s.intensity, s.style, s.prosody)] * n
+    if len(controls) != n:
+      raise ValueError(f"{len(controls)} controls for {n} requests")
+    if self.bins is None and (s.controls_prosody() or any(
+        c.emotion is not None or c.style is not None or c.sketch is not None
+        for c in controls)):
+      raise ProsodyError(
+          "emotion, style, prosody sketches and pace need a model trained "
+          "with the prosody stream (config.model.prosody.enabled); this one "
+          "has none")
+    check_pace(s.pace)
+    return list(controls)
+
+  def _plan_arrays(self, sketches, total: int, b: int):
+    """(F, B) arrays of the sketches stage 1 follows (``plan_frame``)."""
+    plan = {"f0": np.zeros((total, b), np.int32),
+            "energy": np.zeros((total, b), np.int32),
+            "given_f0": np.zeros((total, b), bool),
+            "given_energy": np.zeros((total, b), bool)}
+    for j, sk in enumerate(sketches):
+      if sk is None:
+        continue
+      for key, values in (("f0", sk.f0), ("energy", sk.energy)):
+        if values is not None:
+          k = min(len(values), total)
+          plan[key][:k, j] = values[:k]
+          plan["given_" + key][:k, j] = True
+    return plan
+
+  # -- generation ---------------------------------------------------------------
+  def stream_batch(self, requests, sampling: Sampling = Sampling(),
+                   controls: Sequence[Control] | None = None):
+    """Several prompts at once; yields a list (None for finished ones).
+
+    ``controls`` gives each request its own prosody controls (default: the
+    ones of ``sampling`` for all).
+    """
     s = sampling
+    controls = self._controls(len(requests), s, controls)
+    if self.bins is None:
+      yield from self._stream(requests, s, None, None)
+      return
+    styles = self._style_ids(controls)
+    sketches = [c.sketch for c in controls]
+    if s.pace != 1.0 and any(sk is None for sk in sketches):
+      # No sketch to pace: the model's own plan, sampled first (no audio),
+      # is paced and followed. The second pass keeps the style it chose.
+      own = [[] for _ in requests]
+      chosen = list(styles)
+      for chunks in self._stream(requests, s, styles, sketches, audio=False):
+        for j, c in enumerate(chunks):
+          if c is not None:
+            own[j].append(c.prosody)
+            chosen[j] = c.style
+      styles = np.asarray(chosen, np.int32)
+      for j, sk in enumerate(sketches):
+        frames = np.concatenate(own[j]) if own[j] else np.zeros((0, 2))
+        if sk is None and len(frames):
+          sketches[j] = Sketch(frames[:, 0].astype(np.int32),
+                               frames[:, 1].astype(np.int32))
+          # The first pass ended speech there: so does the paced plan.
+          controls[j] = dataclasses.replace(controls[j], end_with_sketch=True)
+    sketches = [None if sk is None else sk.paced(s.pace) for sk in sketches]
+    stop_at = [c.end_with_sketch and sk is not None
+               for c, sk in zip(controls, sketches)]
+    yield from self._stream(requests, s, styles, sketches, stop_at=stop_at)
+
+  def _stream(self, requests, s: Sampling, styles, sketches,
+              audio: bool = True, stop_at=None):
+    t0 = time.perf_counter()
     max_frames = max(1, int(round(s.max_seconds / self.frame_seconds)))
     reserve = min(max_frames, self.max_len // 2)
     prompts = [self.prompt_rows(t, spk, ctx, reserve=reserve)
-               for t, spk, ctx in requests]
+               for t, spk, ctx, *_ in requests]
     batch = self._batch(prompts, reserve)
-    state = self._prefill(self.params, batch)
+    state = self._prefill(self.params, batch, self._memory_prefix(requests))
     budget = min(max_frames, self.max_len - batch["positions"].shape[1])
     temps = np.full((self.n,), s.temperature, np.float32)
     if s.codebook_temperatures is not None:
       temps[:len(s.codebook_temperatures)] = s.codebook_temperatures
-    step = self._step(s.frames_per_call, s.top_k, s.top_p, s.n_levels)
-    decoders = [self.codec.streaming_decoder() if self.codec else None
-                for _ in requests]
+    step = self._step(s.frames_per_call, s.top_k, s.top_p, s.n_levels,
+                      s.speculative)
+    levels = s.n_levels or self.n
+    decoders = [self.codec.streaming_decoder() if self.codec and audio
+                else None for _ in requests]
+    if decoders and decoders[0] is not None and hasattr(decoders[0], "warm") \
+        and (s.frames_per_call, s.n_levels) not in self._warm:
+      # Every chunk size the stream can push, compiled before the first
+      # chunk: a short last chunk would otherwise stall the end of speech.
+      decoders[0].warm(s.frames_per_call, s.n_levels or self.n)
+      self._warm.add((s.frames_per_call, s.n_levels))
     done = [False] * len(requests)
     silent = [0] * len(requests)
     silence_frames = int(s.silence_seconds / self.frame_seconds)
@@ -189,33 +401,68 @@ class Generator:
     keys = jax.vmap(jax.random.key)(jnp.full((len(requests),), s.seed,
                                              jnp.uint32))
     min_frames = int(round(s.min_seconds / self.frame_seconds))
+    fpc = s.frames_per_call
+    plan, chosen, ptemp = None, None, None
+    # No end of speech while a sketch lasts (its length is part of the plan).
+    no_end = np.zeros((len(requests),), np.int64)
+    if self.bins is not None:
+      ptemp = jnp.float32(s.temperature if s.prosody_temperature is None
+                          else s.prosody_temperature)
+      state = self._style(
+          self.params, state,
+          jax.vmap(lambda k: jax.random.fold_in(k, 1 << 20))(keys),
+          jnp.asarray(styles), ptemp)
+      chosen = np.asarray(state["style"])
+      plan = self._plan_arrays(sketches, budget + fpc, len(requests))
+      no_end = np.asarray([0 if sk is None else len(sk) for sk in sketches])
+    # Requests whose utterance stops where their sketch ends.
+    stop = [len(sk) if stop_at and stop_at[j] and sk is not None else None
+            for j, sk in enumerate(sketches or [None] * len(requests))]
     made = 0
     while made < budget and not all(done):
       # Always a whole chunk: a shorter last call would compile a new step
       # (seconds) to save a few frames; the surplus is dropped.
-      frames = min(s.frames_per_call, budget - made)
-      allow = made + np.arange(s.frames_per_call) >= min_frames
-      codes, state = step(self.params, state,
-                          jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
-                          jnp.asarray(temps), jnp.asarray(allow))
+      frames = min(fpc, budget - made)
+      idx = made + np.arange(fpc)
+      allow = (idx[:, None] >= min_frames) & (idx[:, None] >= no_end[None])
+      given = (None if plan is None else
+               {k: jnp.asarray(v[made:made + fpc]) for k, v in plan.items()})
+      out = step(self.params, state,
+                 jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
+                 jnp.asarray(temps), jnp.asarray(allow), given, ptemp)
+      codes, ends, state = out[:3]
       codes = np.asarray(codes).transpose(1, 0, 2)[:, :frames]  # (B, F, N)
+      ends = np.asarray(ends).T[:, :frames]                     # (B, F)
+      tokens = (None if len(out) < 4 else
+                np.stack([np.asarray(t).T[:, :frames] for t in out[3]], -1))
       made += frames
-      out = []
+      chunk_out = []
       for b, c in enumerate(codes):
         if done[b]:
-          out.append(None)
+          chunk_out.append(None)
           continue
-        eos = np.flatnonzero(~c.any(axis=1))
+        # Only the levels generated go to the codec (and to the caller).
+        c = c[:, :levels]
+        tok = None if tokens is None else tokens[b]
+        eos = np.flatnonzero(ends[b])
+        if stop[b] is not None and made >= stop[b]:
+          # The plan's end is this utterance's end of speech.
+          cut = stop[b] - (made - frames)
+          eos = np.asarray([cut]) if not len(eos) else np.minimum(eos, cut)
         if len(eos):
           c, done[b] = c[:eos[0]], True
-        audio = (decoders[b].push(c) if decoders[b] is not None and len(c)
-                 else np.zeros((0,), np.float32))
+          tok = None if tok is None else tok[:eos[0]]
+        pcm = (decoders[b].push(c) if decoders[b] is not None and len(c)
+               else np.zeros((0,), np.float32))
         if decoders[b] is not None and len(c):
-          silent[b] = self._silent_run(audio, len(c), silent[b], s.silence_db)
+          silent[b] = self._silent_run(pcm, len(c), silent[b], s.silence_db)
           if silent[b] >= silence_frames:
             done[b] = True
-        out.append(Chunk(c, audio, time.perf_counter() - t0))
-      yield out
+        chunk_out.append(Chunk(c, pcm, time.perf_counter() - t0,
+                               eos=bool(len(eos)), prosody=tok,
+                               style=None if chosen is None
+                               else int(chosen[b])))
+      yield chunk_out
 
   def _silent_run(self, audio, n_frames, run, db):
     per = len(audio) // max(n_frames, 1)
@@ -227,14 +474,21 @@ class Generator:
 
   def generate(self, text: str, speaker: int,
                context: Sequence[ContextTurn] = (),
-               sampling: Sampling = Sampling()) -> dict:
-    """Whole utterance: {"audio", "codes", "first_chunk_s", "seconds"}."""
-    chunks = list(self.stream(text, speaker, context, sampling))
+               sampling: Sampling = Sampling(),
+               control: Control | None = None) -> dict:
+    """Whole utterance: {"audio", "codes", "first_chunk_s", "seconds"}, and
+    with the prosody stream the plan followed ("prosody", (frames, 2) F0 and
+    energy ids) and the turn's "style" id."""
+    chunks = list(self.stream(text, speaker, context, sampling, control))
     codes = (np.concatenate([c.codes for c in chunks]) if chunks
-             else np.zeros((0, self.n), np.int32))
+             else np.zeros((0, sampling.n_levels or self.n), np.int32))
     audio = (np.concatenate([c.audio for c in chunks]) if chunks
              else np.zeros((0,), np.float32))
-    return {"audio": audio, "codes": codes,
+    prosody = (np.concatenate([c.prosody for c in chunks])
+               if chunks and chunks[0].prosody is not None else None)
+    return {"audio": audio, "codes": codes, "prosody": prosody,
+            "style": chunks[0].style if chunks else None,
+            "eos": any(c.eos for c in chunks),
             "first_chunk_s": chunks[0].elapsed_s if chunks else 0.0,
             "compute_s": chunks[-1].elapsed_s if chunks else 0.0,
             "seconds": len(codes) * self.frame_seconds}

@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from csm_jax.model import lora as lora_lib
 from csm_jax.model.layers import Precision, apply_rope, param
+from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
 PAD_SEGMENT = 0
@@ -65,7 +67,7 @@ class Attention(nnx.Module):
 
   def __init__(self, width: int, heads: int, kv_heads: int, head_dim: int,
                embed_axis: str, prec: Precision, rngs: nnx.Rngs,
-               impl: str | None = None):
+               impl: str | None = None, lora: LoraSpec = LoraSpec()):
     std = 1.0 / math.sqrt(width)
     self.wq = param(rngs, (width, heads, head_dim),
                     (embed_axis, "heads", "head_dim"), prec, std=std)
@@ -78,6 +80,19 @@ class Attention(nnx.Module):
                     std=1.0 / math.sqrt(heads * head_dim))
     self.dtype = prec.dtype
     self.impl = impl
+    # LoRA adapters (model.lora): on the flattened (width, heads * head_dim)
+    # view of wq/wk/wv and the (heads * head_dim, width) view of wo.
+    def adapter(name, d_in, d_out, axes):
+      if not lora.wants(f"attn.{name}"):
+        return None
+      return lora_lib.adapter(d_in, d_out, axes, lora, prec.dtype, rngs)
+    self.lora_q = adapter("q", width, heads * head_dim, (embed_axis, "heads"))
+    self.lora_k = adapter("k", width, kv_heads * head_dim,
+                          (embed_axis, "kv_heads"))
+    self.lora_v = adapter("v", width, kv_heads * head_dim,
+                          (embed_axis, "kv_heads"))
+    self.lora_o = adapter("o", heads * head_dim, width, ("heads", embed_axis))
+    self.lora_scale = lora.scale
 
   def __call__(self, x, positions, mask, inv_freq, cache=None,
                cache_index=None):
@@ -86,6 +101,9 @@ class Attention(nnx.Module):
     q = jnp.einsum("btd,dnh->btnh", x, self.wq[...].astype(dt))
     k = jnp.einsum("btd,dkh->btkh", x, self.wk[...].astype(dt))
     v = jnp.einsum("btd,dkh->btkh", x, self.wv[...].astype(dt))
+    q = q + self._adapt(self.lora_q, x, q.shape)
+    k = k + self._adapt(self.lora_k, x, k.shape)
+    v = v + self._adapt(self.lora_v, x, v.shape)
     q = apply_rope(q, positions, inv_freq)
     k = apply_rope(k, positions, inv_freq)
     q = constrain(q, ("batch", "seq", "act_heads", "head_dim"))
@@ -107,4 +125,10 @@ class Attention(nnx.Module):
     out = out.reshape(b, t, n * h)
     wo = self.wo[...].astype(dt).reshape(n * h, -1)
     y = jnp.einsum("btk,kd->btd", out, wo)
+    y = y + self._adapt(self.lora_o, out, y.shape)
     return y, new_cache
+
+  def _adapt(self, lora, x, shape):
+    if lora is None:
+      return 0.0
+    return lora_lib.apply(lora, x, self.lora_scale).reshape(shape)

@@ -7,6 +7,12 @@ The backbone's hidden state at row t predicts codebook 0 of row t+1 through
 through ``projection``, predicts codebooks 1..N-1 of that frame with one head
 per codebook. Extra per-row conditioning (``cond``) and prefix vectors
 (``prefix``) are hooks for the dual memory, the prosody stream and planning.
+
+With ``model.prosody.enabled`` the model is two-stage (``model.prosody``):
+``self.prosody`` predicts each frame's prosody tokens from ``h`` and adds
+them to the frame's row as an extra column; codebook 0 and the decoder
+read the plan state instead of ``h``. Off, ``self.prosody`` is None and
+nothing here differs from the plain CSM.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from flax import nnx
 
 from csm_jax.model.attention import (PREFIX_SEGMENT, causal_mask, layout_mask,
                                      row_windows)
+from csm_jax.config import lora as lora_targets
+from csm_jax.config import memory as memory_config
+from csm_jax.config import prosody as prosody_config
 from csm_jax.model.layers import Embed, Linear, Precision, dtype_of, param
+from csm_jax.model.lora import LoraSpec
+from csm_jax.model.memory import DualMemory
+from csm_jax.model.prosody import ProsodyStream
 from csm_jax.model.transformer import Transformer, TransformerSpec
 from csm_jax.parallel.sharding import constrain
 
@@ -29,18 +41,33 @@ def precision_from(m) -> Precision:
                    init_std=m.init_std)
 
 
-class CSM(nnx.Module):
-  """Backbone, heads and depth decoder, built from ``config.model``."""
+def lora_specs(lora_cfg) -> tuple[LoraSpec, LoraSpec]:
+  """(backbone, decoder) adapter specs of ``config.train.lora`` (or None)."""
+  if lora_cfg is None or not lora_cfg.rank:
+    return LoraSpec(), LoraSpec()
+  targets = lora_targets.resolve_targets(lora_cfg.targets)
+  return tuple(LoraSpec(lora_cfg.rank, float(lora_cfg.alpha),
+                        lora_targets.stack_targets(targets, stack))
+               for stack in lora_targets.STACKS)
 
-  def __init__(self, m, rngs: nnx.Rngs):
+
+class CSM(nnx.Module):
+  """Backbone, heads and depth decoder, built from ``config.model``.
+
+  ``lora`` (``config.train.lora``) adds adapters to the projections it
+  targets (``model.lora``).
+  """
+
+  def __init__(self, m, rngs: nnx.Rngs, lora=None):
     prec = precision_from(m)
+    lora_b, lora_d = lora_specs(lora)
     self.n_codebooks = m.n_codebooks
     self.audio_vocab = m.audio_vocab
     self.codebook_size = m.codebook_size
     self.text_window = m.text_window
     self.audio_window = m.audio_window
-    bspec = TransformerSpec.from_config(m.backbone, m, "embed")
-    dspec = TransformerSpec.from_config(m.decoder, m, "dec_embed")
+    bspec = TransformerSpec.from_config(m.backbone, m, "embed", lora_b)
+    dspec = TransformerSpec.from_config(m.decoder, m, "dec_embed", lora_d)
     w, wd = bspec.width, dspec.width
     self.text_embed = Embed(m.text_vocab, w, ("vocab", "embed"), prec, rngs)
     # One table for all codebooks, row = token + codebook * audio_vocab.
@@ -58,6 +85,15 @@ class CSM(nnx.Module):
                       if m.text_loss_weight > 0 else None)
     self.cond_proj = (Linear(m.cond_dim, w, (None, "embed"), prec, rngs)
                       if m.cond_dim > 0 else None)
+    # Created last, so every other parameter draws the same initial values
+    # with the stream on or off.
+    self.prosody = (ProsodyStream(m.prosody, w, prec, rngs)
+                    if prosody_config.enabled(m) else None)
+    # The dual memory (model.memory), after everything else for the same
+    # reason; its prefix enters through ``prefix`` (model.memory).
+    self.memory = (DualMemory(m.memory, w, prec, rngs,
+                              memory_config.signature(m))
+                   if memory_config.enabled(m) else None)
     self.dtype = prec.dtype
 
   # -- embeddings -----------------------------------------------------------
@@ -68,22 +104,30 @@ class CSM(nnx.Module):
     offsets = (jnp.arange(k) + first_codebook) * self.audio_vocab
     return codes + offsets
 
-  def embed_frames(self, audio_tokens, text_tokens, mask):
-    """Sum of present columns' embeddings: (B,T,C),(B,T),(B,T,C+1) -> (B,T,W)."""
+  def embed_frames(self, audio_tokens, text_tokens, mask, prosody=None):
+    """Sum of present columns' embeddings: (B,T,C),(B,T),(B,T,C+1) -> (B,T,W).
+
+    ``prosody``: (F0 ids, energy ids, style ids, present), each (B, T), the
+    prosody column of the stream (ignored when the stream is off).
+    """
     a = self.audio_embed(self.audio_ids(audio_tokens))  # (B,T,C,W)
     a = jnp.sum(a * mask[..., :-1, None].astype(a.dtype), axis=2)
     t = self.text_embed(text_tokens) * mask[..., -1:].astype(self.dtype)
-    return constrain(a + t, ("batch", "seq", "act_embed"))
+    x = a + t
+    if prosody is not None and self.prosody is not None:
+      x = x + self.prosody.column(*prosody).astype(x.dtype)
+    return constrain(x, ("batch", "seq", "act_embed"))
 
   # -- backbone -------------------------------------------------------------
   def backbone_rows(self, audio_tokens, text_tokens, mask, positions,
-                    segment_ids, cond=None, prefix=None):
+                    segment_ids, cond=None, prefix=None, prosody=None):
     """Backbone inputs of rows: (x, positions, segments, windows).
 
     ``prefix`` vectors (B, P, W) come first, in segment ``PREFIX_SEGMENT``
     at positions -P..-1, so every later row of the example can see them.
+    ``prosody``: the prosody column (``embed_frames``).
     """
-    x = self.embed_frames(audio_tokens, text_tokens, mask)
+    x = self.embed_frames(audio_tokens, text_tokens, mask, prosody)
     if cond is not None:
       if self.cond_proj is None:
         raise ValueError("cond given but config.model.cond_dim is 0")
@@ -124,10 +168,10 @@ class CSM(nnx.Module):
                          cache_index=start if cache is not None else None)
 
   def backbone_hidden(self, audio_tokens, text_tokens, mask, positions,
-                      segment_ids, cond=None, prefix=None):
+                      segment_ids, cond=None, prefix=None, prosody=None):
     """Backbone outputs (B, T, W) for a packed batch of frames."""
     rows = self.backbone_rows(audio_tokens, text_tokens, mask, positions,
-                              segment_ids, cond, prefix)
+                              segment_ids, cond, prefix, prosody)
     h, _ = self.run_backbone(rows)
     if prefix is not None:
       h = h[:, prefix.shape[1]:]
@@ -156,7 +200,9 @@ class CSM(nnx.Module):
                       jnp.take(heads, levels - 1, axis=0))
 
   def __call__(self, audio_tokens, text_tokens, mask, positions, segment_ids,
-               cond=None, prefix=None):
+               cond=None, prefix=None, prosody=None):
+    """(h, codebook-0 logits of h); with the prosody stream on, codebook 0
+    is read from the plan state instead (``csm_loss``, decoding)."""
     h = self.backbone_hidden(audio_tokens, text_tokens, mask, positions,
-                             segment_ids, cond, prefix)
+                             segment_ids, cond, prefix, prosody)
     return h, self.codebook0_head(h)

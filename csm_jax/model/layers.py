@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from csm_jax.model import lora as lora_lib
+from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
 
@@ -61,16 +63,27 @@ class RMSNorm(nnx.Module):
 
 
 class Linear(nnx.Module):
-  """y = x @ W over the last axis; W has logical axes (in_axis, out_axis)."""
+  """y = x @ W over the last axis; W has logical axes (in_axis, out_axis).
+
+  With ``lora`` (a ``model.lora.LoraSpec``) a low-rank adapter is added.
+  """
 
   def __init__(self, d_in: int, d_out: int, axes: tuple[str | None, str | None],
-               prec: Precision, rngs: nnx.Rngs, std: float | None = None):
+               prec: Precision, rngs: nnx.Rngs, std: float | None = None,
+               lora: LoraSpec | None = None):
     self.kernel = param(rngs, (d_in, d_out), axes, prec,
                         std=std if std is not None else 1.0 / math.sqrt(d_in))
     self.dtype = prec.dtype
+    self.lora = (lora_lib.adapter(d_in, d_out, axes, lora, prec.dtype, rngs)
+                 if lora is not None else None)
+    self.lora_scale = lora.scale if lora is not None else 0.0
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    x = x.astype(self.dtype)
+    y = jnp.dot(x, self.kernel[...].astype(self.dtype))
+    if self.lora is not None:
+      y = y + lora_lib.apply(self.lora, x, self.lora_scale)
+    return y
 
 
 class Embed(nnx.Module):
@@ -85,10 +98,15 @@ class Embed(nnx.Module):
 
 class SwiGLU(nnx.Module):
   def __init__(self, width: int, hidden: int, embed_axis: str, prec: Precision,
-               rngs: nnx.Rngs):
-    self.gate = Linear(width, hidden, (embed_axis, "mlp"), prec, rngs)
-    self.up = Linear(width, hidden, (embed_axis, "mlp"), prec, rngs)
-    self.down = Linear(hidden, width, ("mlp", embed_axis), prec, rngs)
+               rngs: nnx.Rngs, lora: LoraSpec = LoraSpec()):
+    def spec(name):
+      return lora if lora.wants(f"mlp.{name}") else None
+    self.gate = Linear(width, hidden, (embed_axis, "mlp"), prec, rngs,
+                       lora=spec("gate"))
+    self.up = Linear(width, hidden, (embed_axis, "mlp"), prec, rngs,
+                     lora=spec("up"))
+    self.down = Linear(hidden, width, ("mlp", embed_axis), prec, rngs,
+                       lora=spec("down"))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     h = jax.nn.silu(self.gate(x)) * self.up(x)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from csm_jax.model.prosody_loss import prosody_inputs, prosody_terms
 from csm_jax.parallel.sharding import constrain
 
 
@@ -42,6 +43,25 @@ def target_weights(batch):
   return audio_w.astype(jnp.float32), text_w.astype(jnp.float32)
 
 
+def truncate_levels(mask: jax.Array, rng: jax.Array,
+                    probability: float) -> jax.Array:
+  """The column mask with, for a random share of examples, each audio row
+  cut to a random prefix of its levels (1..N), drawn once per example.
+
+  Trains the backbone to read the partial frames that generation with
+  fewer levels feeds back; targets are untouched (every level is still
+  predicted), only what the backbone sees of past frames changes.
+  """
+  b, _, cols = mask.shape
+  n = cols - 1
+  k_cut, k_keep = jax.random.split(rng)
+  cut = jax.random.uniform(k_cut, (b,)) < probability
+  keep = jax.random.randint(k_keep, (b,), 1, n + 1)
+  levels = jnp.where(cut, keep, n)
+  audio = mask[..., :n] & (jnp.arange(n)[None, None, :] < levels[:, None, None])
+  return jnp.concatenate([audio, mask[..., n:]], axis=-1)
+
+
 def sample_levels(rng, n_codebooks: int, critical: int,
                   detail_per_step: int) -> jax.Array:
   """The decoder codebooks (1..N-1) trained this step, sorted.
@@ -59,22 +79,43 @@ def sample_levels(rng, n_codebooks: int, critical: int,
 
 def csm_loss(model, batch, rng, decoder_fraction: float,
              text_loss_weight: float = 0.0, cond=None, prefix=None,
-             critical_codebooks: int = 0, detail_per_step: int = 0):
+             critical_codebooks: int = 0, detail_per_step: int = 0,
+             level_dropout: float = 0.0,
+             prosody_weights: tuple[float, float] = (1.0, 0.2)):
   """Returns (total loss, metrics) for one batch.
 
   With ``critical_codebooks`` C > 0 (hierarchical codebooks), codebooks
   1..C-1 are trained every step and ``detail_per_step`` of the detail
   codebooks C..N-1 are drawn per step; the detail loss is scaled so that the
   total is an unbiased estimate of the all-codebook total.
+
+  With the prosody stream (``model.prosody``), codebook 0 and the decoder
+  read the teacher-forced plan states (``prosody_loss``) and the stage-1
+  losses are added with ``prosody_weights`` (frame streams, style).
   """
   n = model.n_codebooks
-  h, logits0 = model(batch["audio_tokens"], batch["text_tokens"],
-                     batch["mask"], batch["positions"], batch["segment_ids"],
-                     cond=cond, prefix=prefix)
-  h_prev = h[:, :-1]
-  targets = batch["audio_tokens"][:, 1:]  # (B, T-1, N)
+  seen = batch["mask"]
+  if level_dropout > 0:
+    seen = truncate_levels(seen, jax.random.fold_in(rng, 2), level_dropout)
   audio_w, text_w = target_weights(batch)
-  loss0, acc0 = _ce(logits0[:, :-1], targets[..., 0], audio_w)
+  targets = batch["audio_tokens"][:, 1:]  # (B, T-1, N)
+  stream = getattr(model, "prosody", None)
+  if stream is None:
+    h, logits0 = model(batch["audio_tokens"], batch["text_tokens"],
+                       seen, batch["positions"], batch["segment_ids"],
+                       cond=cond, prefix=prefix)
+    h_prev = h[:, :-1]
+    logits0 = logits0[:, :-1]
+    state = h_prev
+  else:
+    h = model.backbone_hidden(batch["audio_tokens"], batch["text_tokens"],
+                              seen, batch["positions"], batch["segment_ids"],
+                              cond, prefix, prosody_inputs(batch))
+    h_prev = h[:, :-1]
+    state, frame_loss, style_loss, p_metrics = prosody_terms(
+        stream, h_prev, batch, audio_w, _ce)
+    logits0 = model.codebook0_head(state)
+  loss0, acc0 = _ce(logits0, targets[..., 0], audio_w)
   metrics = {"loss/cb0": loss0, "acc/cb0": acc0,
              "frames/target": jnp.sum(audio_w)}
 
@@ -86,7 +127,7 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
   score = jnp.where(audio_w > 0, noise, -1.0 - noise)
   _, idx = jax.lax.top_k(score, k)  # (B, k)
   sel_w = jnp.take_along_axis(audio_w, idx, axis=1)
-  sel_h = jnp.take_along_axis(h_prev, idx[..., None], axis=1)
+  sel_h = jnp.take_along_axis(state, idx[..., None], axis=1)
   sel_codes = jnp.take_along_axis(targets, idx[..., None], axis=1)
   sel_h = constrain(sel_h, ("batch", "seq", "act_embed"))
   hierarchical = bool(critical_codebooks)
@@ -124,6 +165,10 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
     metrics["acc/text"] = at
     total = total + text_loss_weight * lt
   metrics["loss/audio"] = (loss0 + (n - 1) * dec_loss) / n
+  if stream is not None:
+    metrics.update(p_metrics)
+    total = (total + prosody_weights[0] * frame_loss
+             + prosody_weights[1] * style_loss)
   return total, metrics
 
 

@@ -17,6 +17,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from csm_jax.model.attention import Attention
 from csm_jax.model.layers import Precision, RMSNorm, RopeConfig, SwiGLU, rope_inv_freq
+from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
 
@@ -34,13 +35,15 @@ class TransformerSpec:
   scan: bool = True
   embed_axis: str = "embed"
   attention_impl: str | None = None
+  lora: LoraSpec = LoraSpec()
 
   @property
   def dim_per_head(self) -> int:
     return self.head_dim or self.width // self.heads
 
   @classmethod
-  def from_config(cls, t, model_cfg, embed_axis: str) -> "TransformerSpec":
+  def from_config(cls, t, model_cfg, embed_axis: str,
+                  lora: LoraSpec = LoraSpec()) -> "TransformerSpec":
     m = model_cfg
     return cls(
         width=t.width, depth=t.depth, heads=t.heads, kv_heads=t.kv_heads,
@@ -51,7 +54,8 @@ class TransformerSpec:
                         high_freq_factor=m.rope_high_freq_factor,
                         original_max_len=m.rope_original_max_len),
         remat=m.remat, scan=m.scan_layers, embed_axis=embed_axis,
-        attention_impl=None if m.attention_impl == "auto" else m.attention_impl)
+        attention_impl=None if m.attention_impl == "auto" else m.attention_impl,
+        lora=lora)
 
   def param_count(self) -> int:
     hd = self.dim_per_head
@@ -76,9 +80,9 @@ class Block(nnx.Module):
     self.attn_norm = RMSNorm(spec.width, ax, prec, spec.norm_eps, rngs)
     self.attn = Attention(spec.width, spec.heads, spec.kv_heads,
                           spec.dim_per_head, ax, prec, rngs,
-                          impl=spec.attention_impl)
+                          impl=spec.attention_impl, lora=spec.lora)
     self.mlp_norm = RMSNorm(spec.width, ax, prec, spec.norm_eps, rngs)
-    self.mlp = SwiGLU(spec.width, spec.mlp, ax, prec, rngs)
+    self.mlp = SwiGLU(spec.width, spec.mlp, ax, prec, rngs, lora=spec.lora)
 
   def __call__(self, x, positions, mask, inv_freq, cache=None,
                cache_index=None):

@@ -3,13 +3,17 @@
 ``v5p-64`` style names (the Cloud TPU slice names: version and TensorCore
 count for v4/v5p, chip count for v5e/v6e) resolve to abstract TPU devices via
 ``jax.experimental.topologies`` (needs libtpu: ``pip install -e .[tpu]``).
-``cpu-8`` / ``gpu-8`` give a host of N fake CPU devices for GPU host layouts.
+``cpu-8`` / ``gpu-8`` give a host of N fake CPU devices for GPU host layouts;
+``parse_memory`` / ``with_memory`` state another device memory (a 16 GB or an
+80 GB card) for the plan to check against.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+
+from csm_jax.config.errors import UserError
 
 # name -> (topology_name, chip_config_name, chips). v4 and v5p count
 # TensorCores (two per chip, fused as one "megacore" device).
@@ -45,7 +49,7 @@ CHIPS = {
 }
 
 
-class TopologyError(ValueError):
+class TopologyError(UserError, ValueError):
   pass
 
 
@@ -117,6 +121,34 @@ def ensure_fake_devices(name: str) -> None:
     if "xla_force_host_platform_device_count" not in flags:
       os.environ["XLA_FLAGS"] = (
           f"{flags} --xla_force_host_platform_device_count={n}").strip()
+
+
+def parse_memory(spec: str) -> tuple[int, ...]:
+  """Device memory sizes from ``"16GB"``, ``"16GB,80GB"`` or ``"24GiB"``.
+
+  GB and GiB both count 2**30 bytes (an accelerator's "80 GB" is binary).
+  """
+  out = []
+  for part in str(spec).split(","):
+    p = part.strip().upper()
+    for suffix in ("GIB", "GB", "G"):
+      if p.endswith(suffix):
+        p = p[:-len(suffix)]
+        break
+    try:
+      gib = float(p)
+    except ValueError:
+      raise TopologyError(f"device memory {part.strip()!r}: expected sizes "
+                          "like 16GB or 16GB,80GB") from None
+    if gib <= 0:
+      raise TopologyError(f"device memory {part.strip()!r} must be positive")
+    out.append(int(gib * 2**30))
+  return tuple(out)
+
+
+def with_memory(topo: Topology, hbm_bytes: int) -> Topology:
+  """``topo`` with each device holding ``hbm_bytes`` (e.g. a 16 GB card)."""
+  return dataclasses.replace(topo, hbm_bytes=int(hbm_bytes))
 
 
 def mib(x: float) -> str:

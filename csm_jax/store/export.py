@@ -18,17 +18,27 @@ import shutil
 import jax
 import orbax.checkpoint as ocp
 
+from csm_jax.config import prosody as prosody_config
+from csm_jax.config.errors import UserError
+from csm_jax.data import prosody_cache
 from csm_jax.store import layout
+from csm_jax.store.adapters import has_adapters, merge_lora
 from csm_jax.store.restore import Restored, restore_params
+from csm_jax.store.run_config import load_run_config
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
   """The workdir or export directory is missing something; names it."""
 
 
 def export(workdir: str, out: str, dtype: str = "bfloat16",
-           step: int | None = None) -> dict:
-  """Writes an inference export of ``workdir``'s latest (or given) step."""
+           step: int | None = None, keep_adapters: bool = False) -> dict:
+  """Writes an inference export of ``workdir``'s latest (or given) step.
+
+  A LoRA run's adapters are merged into the weights (``store.adapters``),
+  unless ``keep_adapters``: the export then holds the adapters as its
+  parameters and the frozen weights beside them, and is merged on load.
+  """
   workdir = layout.absolute(workdir)
   if not layout.is_workdir(workdir):
     raise ExportError(f"{os.path.join(workdir, layout.RUN_CONFIG)} is "
@@ -37,17 +47,28 @@ def export(workdir: str, out: str, dtype: str = "bfloat16",
   if os.path.exists(os.path.join(out, layout.EXPORT_PARAMS)):
     raise ExportError(f"{out}/{layout.EXPORT_PARAMS} exists; choose a new "
                       "--out")
-  r = restore_params(workdir, dtype=dtype, step=step)
+  if has_adapters(load_run_config(workdir)) and not keep_adapters:
+    # Merged in float32, then stored in ``dtype``.
+    r = merge_lora(restore_params(workdir, dtype="float32", step=step))
+    r.params = jax.tree.map(lambda a: a.astype(dtype), r.params)
+  else:
+    r = restore_params(workdir, dtype=dtype, step=step)
   write_export(r, out, dtype, source=workdir)
   copied = []
-  tok = os.path.join(workdir, layout.TOKENIZER)
-  if os.path.exists(tok):
-    shutil.copy(tok, os.path.join(out, layout.TOKENIZER))
-    copied.append(layout.TOKENIZER)
+  tok = layout.tokenizer_path(workdir)
+  if tok is not None:
+    shutil.copy(tok, os.path.join(out, os.path.basename(tok)))
+    copied.append(os.path.basename(tok))
   codec_dir = layout.run_codec_dir(r.config, workdir)
   if codec_dir and os.path.isdir(codec_dir):
     shutil.copytree(codec_dir, os.path.join(out, layout.EXPORT_CODEC))
     copied.append(layout.EXPORT_CODEC)
+    if prosody_config.enabled(r.config.model):
+      # The prosody stream's speaker statistics travel with the model.
+      stats = prosody_cache.stats_path(r.config, codec_dir)
+      if os.path.exists(stats):
+        shutil.copy(stats, os.path.join(out, prosody_cache.EXPORT_STATS))
+        copied.append(prosody_cache.EXPORT_STATS)
   info = _update_info(out, files=copied)
   return info
 

@@ -11,9 +11,12 @@ import os
 RUN_CONFIG = "run_config.json"    # the run's whole config (workdir)
 STRUCTURE = "config.json"         # what its checkpoints depend on (workdir)
 CHECKPOINTS = "checkpoints"       # Orbax CheckpointManager root (workdir)
+CORRUPT_CHECKPOINTS = "corrupt_checkpoints"  # set aside, unrestorable (workdir)
+LOCK = "lock"                     # the running trainer's pid/host (workdir)
 METRICS = "metrics.jsonl"         # one row per logged step (workdir)
 TENSORBOARD = "tb"                # TensorBoard events (workdir)
 TOKENIZER = "tokenizer.model"     # the run's text tokenizer (both)
+TOKENIZER_JSON = "tokenizer.json"  # or a Llama-3 one (converted CSM-1B)
 CODEC_RUN = "codec"               # the run's own codec training (workdir)
 EXPORT_CONFIG = "config.json"     # the exported model's config (export)
 EXPORT_INFO = "export.json"       # source step and dtype (export)
@@ -48,4 +51,19 @@ def run_codec_dir(config, workdir: str) -> str | None:
   """The codec a CSM run's data was tokenized with (None for token data)."""
   if config.task != "csm" or config.data.source != "dialogues":
     return None
-  return config.data.codec_dir or own_codec_export(workdir)
+  if config.data.codec_dir:
+    return config.data.codec_dir
+  # A fine-tuned model speaks with the codec of the model it started from.
+  source = config.train.get("init_from", "")
+  if source and os.path.isdir(os.path.join(absolute(source), EXPORT_CODEC)):
+    return os.path.join(absolute(source), EXPORT_CODEC)
+  return own_codec_export(workdir)
+
+
+def tokenizer_path(directory: str) -> str | None:
+  """The text tokenizer a workdir or export holds (None when it has none)."""
+  for name in (TOKENIZER, TOKENIZER_JSON):
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+      return path
+  return None

@@ -5,7 +5,8 @@ or an export directory, builds only the model's abstract state
 (``jax.eval_shape``, no optimizer, no allocation), restores the parameter
 groups and extra variables straight into that layout with Orbax's partial
 restore (the optimizer state is never read), and casts floating arrays once,
-during the read, to the dtype asked for.
+during the read, to the dtype asked for. When the latest checkpoint cannot
+be read, the newest older one that can is used, with a warning.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 
+from csm_jax.config.errors import UserError
 from csm_jax.store import layout
 from csm_jax.store import models
-from csm_jax.store.checkpoint import make_manager
+from csm_jax.store.checkpoint import make_manager, reason
 from csm_jax.store.run_config import load_run_config
 
 
-class RestoreError(RuntimeError):
+class RestoreError(UserError, RuntimeError):
   """A workdir or export cannot be restored; names the directory and why."""
 
 
@@ -64,6 +67,33 @@ def _read(path: str, target, partial: bool):
         item=target, restore_args=restore_args, partial_restore=partial))
 
 
+def _newest_readable(directory: str, steps, target):
+  """(step, weights) of the first of ``steps`` that reads, newest first.
+
+  A checkpoint that cannot be read (corrupt, cut short) is skipped with a
+  warning naming it; it is left in place, for the trainer to set aside on
+  its next resume. A given step, or no readable one, raises RestoreError.
+  """
+  first = None
+  for step in steps:
+    path = os.path.join(directory, layout.CHECKPOINTS, str(step), "state")
+    try:
+      got = _read(path, target, True)
+    except Exception as e:  # pylint: disable=broad-except
+      first = first or RestoreError(
+          f"checkpoint {step} of {directory} could not be restored "
+          f"({reason(e)}; {path})")
+      if len(steps) > 1:
+        logging.warning("checkpoint %d of %s cannot be restored (%s); "
+                        "trying the previous one", step, directory, reason(e))
+      continue
+    if first is not None:
+      logging.warning("using checkpoint %d of %s: the newer ones cannot be "
+                      "restored", step, directory)
+    return step, got
+  raise first
+
+
 def restore_params(directory: str, dtype: str | None = None,
                    step: int | None = None, model_fn=None, groups=None,
                    sharding=None) -> Restored:
@@ -83,7 +113,7 @@ def restore_params(directory: str, dtype: str | None = None,
     raise RestoreError(f"{directory} is neither an export ({layout.EXPORT_INFO}"
                        f") nor a training workdir ({layout.RUN_CONFIG})")
   config = load_run_config(directory)
-  groups = groups or models.param_groups(config.task)
+  groups = groups or models.param_groups(config.task, config)
   model_fn = model_fn or (lambda rngs: models.build_model(config, rngs))
   graphdef, params, extra = models.abstract(model_fn, groups)
   sharding = sharding or jax.sharding.SingleDeviceSharding(
@@ -102,24 +132,26 @@ def restore_params(directory: str, dtype: str | None = None,
   else:
     manager = make_manager(directory, keep=1000, async_save=False)
     try:
-      step = manager.latest_step() if step is None else step
+      steps = (sorted(manager.all_steps(), reverse=True) if step is None
+               else [step])
     finally:
       manager.close()
-    if step is None:
+    if not steps:
       raise RestoreError(f"{directory}/{layout.CHECKPOINTS} holds no "
                          "committed checkpoint")
-    path = os.path.join(directory, layout.CHECKPOINTS, str(step), "state")
     # Only params and extra are named: the optimizer state is never read.
-    reads.append((None, path, {"params": _target(params, dtype, sharding),
-                               "extra": _target(extra, dtype, sharding)},
-                  True))
+    target = {"params": _target(params, dtype, sharding),
+              "extra": _target(extra, dtype, sharding)}
+    step, got = _newest_readable(directory, steps, target)
+    return Restored(config=config, graphdef=graphdef, params=got["params"],
+                    extra=got["extra"], groups=groups, step=step,
+                    directory=directory, kind="workdir", info=info)
   out = {"extra": extra}
   for key, path, target, partial in reads:
     try:
       got = _read(path, target, partial)
     except Exception as e:  # pylint: disable=broad-except
-      raise RestoreError(f"{path} could not be restored ({type(e).__name__}:"
-                         f" {str(e)[:300]})") from e
+      raise RestoreError(f"{path} could not be restored ({reason(e)})") from e
     out.update(got if key is None else {key: got})
   return Restored(config=config, graphdef=graphdef, params=out["params"],
                   extra=out["extra"], groups=groups, step=step,

@@ -17,15 +17,16 @@ import ml_collections
 from etils import epath
 
 from csm_jax.config import schema
+from csm_jax.config.errors import UserError
 from csm_jax.config.serialize import config_from_json_dict
 from csm_jax.store import layout
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(UserError, RuntimeError):
   """The workdir holds a run this config cannot continue."""
 
 
-class RunConfigError(RuntimeError):
+class RunConfigError(UserError, RuntimeError):
   """A directory holds no readable csm_jax config; names the file."""
 
 

@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 
+from csm_jax.config.errors import UserError
 from csm_jax.parallel import topology as topo_lib
 from csm_jax.parallel.sharding import mesh_axis_sizes
 from csm_jax.training.run import make_task
@@ -25,7 +26,7 @@ from csm_jax.training.trainer import Trainer
 ASSUMED_MFU = 0.4
 
 
-class PlanDoesNotFit(RuntimeError):
+class PlanDoesNotFit(UserError, RuntimeError):
   """The compiled step needs more memory per chip than the chip has."""
 
 
@@ -53,9 +54,16 @@ def _cost(compiled) -> dict:
   return dict(cost or {})
 
 
-def make_plan(config, topology: str) -> dict:
-  """Compiles ``config``'s train step for ``topology``; returns the report."""
+def make_plan(config, topology: str,
+              device_memory: tuple[int, ...] = ()) -> dict:
+  """Compiles ``config``'s train step for ``topology``; returns the report.
+
+  ``device_memory`` (bytes per device, one or more sizes) replaces the
+  chip's memory; the report says which of them the step fits.
+  """
   topo = topo_lib.resolve(topology)
+  if device_memory:
+    topo = topo_lib.with_memory(topo, max(device_memory))
   trainer = Trainer(config, "", make_task(config), devices=list(topo.devices))
   t0 = time.perf_counter()
   try:
@@ -76,6 +84,8 @@ def make_plan(config, topology: str) -> dict:
   shard = trainer.state_shardings
   params_b = _sharded_bytes(abstract["params"], shard["params"], mesh)
   opt_b = _sharded_bytes(abstract["opt"], shard["opt"], mesh)
+  # Frozen weights of a LoRA run (and EMA codebooks) live in "extra".
+  extra_b = _sharded_bytes(abstract["extra"], shard["extra"], mesh)
   mem = trainer.memory
   args_b = mem.get("argument_size_in_bytes", 0.0)
   temp_b = mem.get("temp_size_in_bytes", 0.0)
@@ -91,11 +101,15 @@ def make_plan(config, topology: str) -> dict:
       "params": trainer.params,
       "per_chip": {
           "parameters": params_b, "optimizer_state": opt_b,
+          "frozen_and_other": extra_b,
           "arguments_total": args_b,
           "activations_and_temporaries": temp_b,
           "total": total_b, "hbm": float(topo.hbm_bytes),
       },
       "fits": total_b <= topo.hbm_bytes,
+      "fits_on": {topo_lib.mib(m): total_b <= m
+                  for m in sorted(device_memory or (topo.hbm_bytes,))},
+      "lora_rank": int(config.train.get("lora", {}).get("rank", 0)),
       "flops_per_step_counted": counted,
       "flops_per_step_per_chip_xla": float(cost.get("flops", 0.0)),
       "compile_s": compile_s,
@@ -142,13 +156,16 @@ def _group_layout(trainer) -> list[tuple[str, str]]:
 def format_plan(r: dict) -> str:
   mib = topo_lib.mib
   pc = r["per_chip"]
+  lora = (f", LoRA rank {r['lora_rank']} (trained: the adapters)"
+          if r.get("lora_rank") else "")
   lines = [
       f"plan: {r['config']} on {r['topology']} ({r['chips']} chips), "
-      f"mesh {r['mesh']}",
-      f"parameters: {r['params']}",
+      f"mesh {r['mesh']}{lora}",
+      f"trained parameters: {r['params']}",
       "per-chip memory:",
-      f"  parameters             {mib(pc['parameters'])}",
+      f"  trained parameters     {mib(pc['parameters'])}",
       f"  optimizer state        {mib(pc['optimizer_state'])}",
+      f"  frozen weights + other {mib(pc.get('frozen_and_other', 0.0))}",
       f"  arguments (state+batch){mib(pc['arguments_total']):>12}",
       f"  activations+temporaries{mib(pc['activations_and_temporaries']):>12}",
       f"  total                  {mib(pc['total'])} of {mib(pc['hbm'])} HBM "
@@ -168,6 +185,9 @@ def format_plan(r: dict) -> str:
   lines.append("sharding (parameter -> spec):")
   for name, spec in r["sharding"]:
     lines.append(f"  {name:<48} {spec}")
+  if len(r.get("fits_on", {})) > 1:
+    for size, ok in r["fits_on"].items():
+      lines.append(f"on one {size} device: {'FITS' if ok else 'DOES NOT FIT'}")
   lines.append("FITS" if r["fits"] else "DOES NOT FIT")
   return "\n".join(lines)
 

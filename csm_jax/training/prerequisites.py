@@ -22,6 +22,7 @@ from csm_jax.config.presets import codec_training
 from csm_jax.data.corpora import registry
 from csm_jax.data.corpora.turns import read_texts
 from csm_jax.data.tokenizer import TextTokenizer
+from csm_jax.data.tokenizer_loader import load_tokenizer
 from csm_jax.store import layout
 from csm_jax.training.tasks.codec import CodecTask
 from csm_jax.training.trainer import Trainer
@@ -44,6 +45,10 @@ def codec_task(config) -> CodecTask:
 
 def ensure_codec(config, workdir: str) -> str:
   """Directory of the codec to tokenize with; trains it when missing."""
+  pretrained = _pretrained_file(
+      config, lambda d: os.path.join(d, layout.EXPORT_CODEC))
+  if not config.data.codec_dir and pretrained and is_codec_dir(pretrained):
+    return pretrained
   if config.data.codec_dir:
     if not is_codec_dir(config.data.codec_dir):
       raise schema.ConfigError("data.codec_dir", f"{config.data.codec_dir} "
@@ -67,17 +72,42 @@ def ensure_codec(config, workdir: str) -> str:
   return out
 
 
+def _pretrained_file(config, find) -> str | None:
+  """What ``find(directory)`` finds in ``train.init_from`` (a fine-tuned
+  model speaks with its own codec and tokenizer), or None."""
+  source = config.train.get("init_from", "")
+  return find(layout.absolute(source)) if source else None
+
+
 def ensure_tokenizer(config, workdir: str) -> TextTokenizer:
-  """The run's tokenizer (trained on the corpus transcripts when missing)."""
+  """The run's tokenizer (trained on the corpus transcripts when missing).
+
+  ``data.tokenizer`` (or the tokenizer of ``train.init_from``) may be a
+  sentencepiece model or a Llama-3 ``tokenizer.json``.
+  """
+  given = config.data.tokenizer or _pretrained_file(config,
+                                                    layout.tokenizer_path)
+  if given and given.endswith(".json"):
+    path = os.path.join(workdir, layout.TOKENIZER_JSON)
+    if not os.path.exists(path):
+      shutil.copy(given, path)
+    tok = load_tokenizer(path)
+    if tok.vocab_size > config.model.text_vocab:
+      raise schema.ConfigError(
+          "model.text_vocab", f"{config.model.text_vocab} but the tokenizer "
+          f"{given} has {tok.vocab_size} ids")
+    return tok
   path = os.path.join(workdir, layout.TOKENIZER)
   if not os.path.exists(path):
-    if config.data.tokenizer:
-      shutil.copy(config.data.tokenizer, path)
+    if given:
+      shutil.copy(given, path)
     else:
       texts = list(read_texts(registry.dataset_dir(config), "train"))
-      print(f"Training a {config.model.text_vocab}-piece tokenizer on "
-            f"{len(texts)} transcripts.", flush=True)
-      TextTokenizer.train(texts, config.model.text_vocab, path)
+      kind = config.data.get("tokenizer_type", "unigram")
+      print(f"Training a {kind} tokenizer (at most {config.model.text_vocab} "
+            f"pieces) on {len(texts)} transcripts.", flush=True)
+      TextTokenizer.train(texts, config.model.text_vocab, path,
+                          model_type=kind)
   tok = TextTokenizer.load(path)
   if tok.vocab_size > config.model.text_vocab:
     raise schema.ConfigError(

@@ -1,8 +1,10 @@
 """Where training metrics go: TensorBoard events, a JSONL log and the console.
 
 The console line shows step, loss, rate and ETA; TensorBoard gets every
-scalar; ``metrics.jsonl`` keeps the same numbers for scripts and tests.
-Hardware peaks (for MFU) come from ``csm_jax.parallel.hardware``.
+scalar; ``metrics.jsonl`` keeps the same numbers for scripts and tests, one
+row per step and kind: a run resumed from step S rewrites the file without
+the rows after S, which it is about to log again. Hardware peaks (for MFU)
+come from ``csm_jax.parallel.hardware``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,34 @@ import sys
 
 import jax
 import numpy as np
+
+def keep_rows_until(path: str, step: int) -> None:
+  """Rewrites ``path`` keeping the rows of steps <= ``step``.
+
+  A run that resumes from ``step`` logs the later steps again; a row cut
+  short by a kill (no newline, not JSON) is dropped too.
+  """
+  if not os.path.exists(path):
+    return
+  kept, dropped = [], 0
+  with open(path, encoding="utf-8", errors="replace") as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+        ok = line.endswith("\n") and int(row["step"]) <= step
+      except (ValueError, KeyError, TypeError):
+        ok = False
+      if ok:
+        kept.append(line)
+      else:
+        dropped += 1
+  if not dropped:
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
 
 def _fmt_time(seconds: float) -> str:
   if not np.isfinite(seconds):
@@ -26,16 +56,20 @@ def _fmt_time(seconds: float) -> str:
 class MetricsReporter:
   """Writes scalars to TensorBoard + metrics.jsonl and prints progress."""
 
-  def __init__(self, workdir: str, total_steps: int, enabled: bool = True):
+  def __init__(self, workdir: str, total_steps: int, enabled: bool = True,
+               resume_step: int | None = None):
     self.enabled = enabled and jax.process_index() == 0
     self.total = total_steps
     self.writer = None
     self.jsonl = None
+    self.path = os.path.join(workdir, "metrics.jsonl")
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
+      if resume_step is not None:
+        keep_rows_until(self.path, resume_step)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self.writer = SummaryWriter(os.path.join(workdir, "tb"))
-      self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self.jsonl = open(self.path, "a")
 
   def scalars(self, step: int, metrics: dict, prefix: str = "") -> None:
     if not self.enabled:
@@ -45,8 +79,11 @@ class MetricsReporter:
       v = float(np.asarray(v))
       row[prefix + k] = v
       self.writer.add_scalar(prefix + k, v, step)
-    self.jsonl.write(json.dumps(row) + "\n")
-    self.jsonl.flush()
+    try:
+      self.jsonl.write(json.dumps(row) + "\n")
+      self.jsonl.flush()
+    except OSError as e:  # a full disk: say which file
+      raise OSError(e.errno, e.strerror, self.path) from e
 
   def image(self, step: int, tag: str, image_hwc: np.ndarray) -> None:
     if self.enabled:

@@ -9,11 +9,12 @@ serves shapes and FLOPs but no data (plans, benchmarks).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from csm_jax.config import schema
 from csm_jax.data.corpora import registry
 from csm_jax.store import layout
+from csm_jax.store import lock as workdir_lock
 from csm_jax.store.run_config import check_workdir_config
 from csm_jax.training import prerequisites
 from csm_jax.training.tasks.base import Task
@@ -35,11 +36,22 @@ def make_task(config, workdir: str | None = None) -> Task:
   raise schema.ConfigError("task", f"unknown task {config.task!r}")
 
 
-def train_and_evaluate(config, workdir: str, task: Task | None = None,
-                       hooks: Sequence[EvalHook] = ()) -> dict[str, Any]:
-  """Trains ``config`` in ``workdir`` (resuming if it holds a run)."""
+def train_and_evaluate(
+    config, workdir: str, task: Task | None = None,
+    hooks: Sequence[EvalHook] = (),
+    hook_factory: Callable[[Task], Sequence[EvalHook]] | None = None,
+) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming if it holds a run).
+
+  ``hook_factory`` builds evaluation hooks from the prepared task (layers
+  above training hand in hooks this way, e.g. the quick evaluation suite,
+  which needs the task's codec and tokenizer).
+  """
   schema.validate(config)
-  # Refuse a workdir of another model before building anything for it.
-  check_workdir_config(layout.absolute(workdir), config)
-  task = task or make_task(config, workdir)
-  return Trainer(config, workdir, task, hooks=hooks).run()
+  # One run per workdir, its prerequisites (codec, tokenizer) included.
+  with workdir_lock.hold(workdir):
+    # Refuse a workdir of another model before building anything for it.
+    check_workdir_config(layout.absolute(workdir), config)
+    task = task or make_task(config, workdir)
+    hooks = list(hooks) + list(hook_factory(task) if hook_factory else [])
+    return Trainer(config, workdir, task, hooks=hooks).run()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
 from csm_jax.training.optim import schedule
 from csm_jax.training.state import StateBuilder
@@ -44,7 +43,9 @@ def make_train_step(builder: StateBuilder, config):
       def loss_g(p_g):
         model = builder.merge(graphdef, {**params, g: p_g}, extra)
         group_losses, m = task.loss_fn(model, batch, rng, step)
-        new_extra = nnx.state(model, nnx.Not(nnx.Param))
+        # Everything outside the parameter groups (with LoRA, the frozen
+        # weights too), in the layout the state keeps it in.
+        new_extra = builder.split(model)[2]
         return group_losses[g], (group_losses, m, new_extra)
       (_, (group_losses, m, new_extra)), gr = jax.value_and_grad(
           loss_g, has_aux=True)(params[g])

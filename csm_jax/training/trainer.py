@@ -26,6 +26,7 @@ from csm_jax.parallel.hardware import peak_flops_per_device
 from csm_jax.parallel.mesh import make_mesh
 from csm_jax.store import checkpoint as ckpt
 from csm_jax.store import layout
+from csm_jax.store import lock as workdir_lock
 from csm_jax.store.run_config import check_workdir_config, save_run_config
 from csm_jax.training.reporting import MetricsReporter
 from csm_jax.training.state import (StateBuilder, abstract_with_shardings,
@@ -162,18 +163,33 @@ class Trainer:
 
   # -- loop --------------------------------------------------------------------
   def run(self) -> dict[str, Any]:
+    # One run per workdir (store.lock); a save that fails stops the run
+    # with SaveFailed, the committed checkpoints intact.
+    t = self.config.train
+    with workdir_lock.hold(self.workdir):
+      manager = ckpt.make_manager(self.workdir, t.keep_checkpoints,
+                                  t.async_checkpoint, writer=True)
+      saver = ckpt.Saver(manager, poll=jax.process_count() == 1)
+      try:
+        return self._loop(saver)
+      finally:
+        saver.close()
+        if self.reporter is not None:
+          self.reporter.close()
+
+  def _loop(self, saver) -> dict[str, Any]:
     c, t = self.config, self.config.train
     check_workdir_config(self.workdir, c)
     save_run_config(self.workdir, c)
-    manager = ckpt.make_manager(self.workdir, t.keep_checkpoints,
-                                t.async_checkpoint)
     data_seed = c.data.seed + 7919 * t.seed
     iterator = iter(self.task.train_dataset(self.local_batch, data_seed))
-    latest = manager.latest_step()
-    if latest is not None:
-      state, data_restored = ckpt.restore(
-          manager, latest, self.abstract_state, iterator,
-          elastic=t.elastic_resume)
+    # The newest checkpoint that restores; unrestorable newer ones are set
+    # aside with a warning (store.checkpoint.restore_latest).
+    restored = ckpt.restore_latest(saver.manager, self.workdir,
+                                   self.abstract_state, iterator,
+                                   elastic=t.elastic_resume)
+    if restored is not None:
+      state, data_restored, latest = restored
       if not data_restored:
         # Another process count: a new data order, seeded by the step so
         # that it does not replay the run's first batches.
@@ -184,7 +200,8 @@ class Trainer:
       state = self.builder.init(t.seed, self.mesh)
     self.compile()
     step = int(jax.device_get(state["step"]))
-    self.reporter = MetricsReporter(self.workdir, t.steps)
+    # Rows of steps after the restored one are replayed: replaced, not kept.
+    self.reporter = MetricsReporter(self.workdir, t.steps, resume_step=step)
     flops = self.task.flops_per_batch(self.batch_size)
     peak, peak_src = peak_flops_per_device()
     items = self.task.items_per_batch(self.batch_size)
@@ -197,6 +214,7 @@ class Trainer:
         batch = self._put(next(iterator))
         state, metrics = self.train_step(state, batch)
         step += 1
+        saver.check()  # a background save that failed stops the run here
         if step % t.log_every == 0 or step == t.steps:
           metrics = jax.device_get(metrics)
           now = time.perf_counter()
@@ -225,13 +243,11 @@ class Trainer:
             self.reporter.scalars(step, ev, prefix="eval/")
             last.update({f"eval/{k}": v for k, v in ev.items()})
         if step % t.ckpt_every == 0 or step == t.steps or preempt.requested:
-          ckpt.save(manager, step, state, iterator, force=True)
+          saver.save(step, state, iterator, force=True)
         if preempt.requested:
           logging.warning("SIGTERM: saved step %d, exiting", step)
           break
-    manager.wait_until_finished()
-    manager.close()
-    self.reporter.close()
+    saver.finish()
     self.state = state
     return {k: (float(np.asarray(v)) if np.ndim(v) == 0 else v)
             for k, v in last.items()} | {"step": step}

@@ -111,3 +111,79 @@ def test_generation_builds_no_optimizer_state(run, tmp_path):
                      env=dict(os.environ, PYTHONPATH=ROOT))
   assert r.returncode == 0, r.stderr[-3000:]
   assert "loaded without training state" in r.stdout
+
+
+def test_evaluate_writes_the_report_with_its_three_rows(run, tmp_path):
+  """The quick suite on the tiny run: instruments trained on the tiny
+  corpus, the report's rows, intervals, plots and samples."""
+  from csm_jax.eval.evaluate import evaluate
+  _, wd, _ = run
+  out = str(tmp_path / "eval")
+  data = evaluate(wd, out, "quick", n_prompts=3)
+  assert set(data["rows"]) == {"ground_truth", "codec", "model"}
+  for row in data["rows"].values():
+    cer = row["cer"]
+    assert cer["low"] <= cer["value"] <= cer["high"]
+  assert data["instruments"]["recognizer"]["cer"] >= 0
+  for name in ("report.md", "report.json", "metrics.png", "f0_contours.png",
+               "emotion_confusion.png", "speaker_similarity.png",
+               "spectrograms.png", "samples/00_model.wav"):
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  md = open(os.path.join(out, "report.md")).read()
+  assert "pragmatic_success" in md and "ground_truth" in md
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+  from csm_jax.store.export import export
+  _, wd, _ = run
+  out = str(tmp_path_factory.mktemp("evalexport") / "export")
+  export(wd, out, dtype="float32")
+  return out
+
+
+def _copy_without(src, dst, name):
+  import shutil
+  shutil.copytree(src, dst)
+  path = os.path.join(dst, name)
+  shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  return dst
+
+
+@pytest.mark.parametrize("missing", ["tokenizer.model", "codec"])
+def test_evaluate_names_what_the_checkpoint_lacks(exported, tmp_path, missing):
+  from csm_jax.eval.evaluate import evaluate
+  from csm_jax.eval.suite import EvaluationError
+  broken = _copy_without(exported, str(tmp_path / "broken"), missing)
+  with pytest.raises(EvaluationError, match=r"--checkpoint: .*"
+                     + missing.split(".")[0]):
+    evaluate(broken, str(tmp_path / "eval"), "quick", n_prompts=2)
+
+
+def test_evaluate_refuses_a_comparison_with_another_codec(exported, tmp_path):
+  import shutil
+  import jax
+  from flax import nnx
+  from csm_jax.codec.io import load_codec, save_codec
+  from csm_jax.eval.evaluate import evaluate
+  from csm_jax.eval.suite import EvaluationError
+  other = str(tmp_path / "other")
+  shutil.copytree(exported, other)
+  codec, c = load_codec(os.path.join(other, "codec"))
+  graphdef, state = nnx.split(codec)
+  # Same shapes, other weights: the rates and levels alone cannot tell.
+  state = jax.tree.map(lambda x: x * 1.01, state)
+  save_codec(os.path.join(other, "codec"), nnx.merge(graphdef, state), c)
+  with pytest.raises(EvaluationError, match="--compare: .*another codec"):
+    evaluate(exported, str(tmp_path / "eval"), "quick", compare=other,
+             n_prompts=2)
+
+
+def test_an_empty_prompt_set_is_refused(run):
+  from csm_jax.eval.prompts import PromptSetError, build_prompts
+  c, _, _ = run
+  with pytest.raises(PromptSetError, match="--prompts"):
+    build_prompts(c, 0, 16000)
+  # No context turns: no prompt has a reference of its speaker's voice.
+  with pytest.raises(PromptSetError, match="nothing to evaluate"):
+    build_prompts(c, 4, 16000, context_turns=0)

@@ -75,21 +75,21 @@ def test_generate_frames_is_seeded_and_adaptive_levels_zero_the_rest():
   temps = jnp.full((c.model.n_codebooks,), 0.9)
   gen = jax.jit(lambda s, k: decode.generate_frames(model, s, k, 4, temps,
                                                     top_k=8))
-  a, _ = gen(state, jax.random.key(3))
-  b, _ = gen(state, jax.random.key(3))
-  d, _ = gen(state, jax.random.key(4))
+  a, _, _ = gen(state, jax.random.key(3))
+  b, _, _ = gen(state, jax.random.key(3))
+  d, _, _ = gen(state, jax.random.key(4))
   assert a.shape == (4, 1, c.model.n_codebooks)
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, d)
   fast = decode.unrolled(model)
   # The stacked cache, split per layer, is the unrolled model's cache.
   fast_state = dict(state, k=list(state["k"]), v=list(state["v"]))
-  u, _ = jax.jit(lambda s, k: decode.generate_frames(fast, s, k, 4, temps,
-                                                     top_k=8))(
+  u, _, _ = jax.jit(lambda s, k: decode.generate_frames(fast, s, k, 4, temps,
+                                                        top_k=8))(
       fast_state, jax.random.key(3))
   np.testing.assert_array_equal(a, u)  # same frames from per-layer weights
-  short, _ = decode.generate_frames(model, state, jax.random.key(3), 2, temps,
-                                    n_levels=2)
+  short, _, _ = decode.generate_frames(model, state, jax.random.key(3), 2,
+                                       temps, n_levels=2)
   assert np.all(np.asarray(short)[..., 2:] == 0)
 
 

@@ -11,7 +11,8 @@ from tests.foundation.tiny import tiny_config
 def test_bench_generate_reports_both_layouts():
   c = tiny_config()
   r = bench_generate(c, frames=2, prompt_rows=8, top_k=4,
-                     bandwidth_bytes=1 << 24)
+                     bandwidth_bytes=1 << 24, repeats=3, batches=(1, 2),
+                     draft=1)
   for k in ("ms_per_frame_median", "stacked_ms_per_frame", "floor_ms_per_frame",
             "first_chunk_latency_ms", "measured_bandwidth_gb_s"):
     assert math.isfinite(r[k]) and r[k] > 0, k
@@ -21,3 +22,15 @@ def test_bench_generate_reports_both_layouts():
                       r["ms_per_frame_median"] / r["floor_ms_per_frame"])
   assert math.isclose(r["speedup_vs_stacked"],
                       r["stacked_ms_per_frame"] / r["ms_per_frame_median"])
+  assert r["repeats"] == 3 and r["frames_per_repeat"] == 2
+  assert r["ms_per_frame_spread"] >= 0
+  assert math.isclose(r["batch1_frames_per_s"], 1e3 / r["ms_per_frame_median"])
+  assert r["batch1_ratio_to_batch1"] == 1.0
+  assert math.isclose(r["batch2_ratio_to_batch1"],
+                      r["batch2_frames_per_s"] / r["batch1_frames_per_s"])
+  assert math.isclose(r["speculative_ratio_to_plain"],
+                      r["speculative_ms_per_frame"] / r["ms_per_frame_median"])
+  # The tiny decoder has one block: its early exit is the decoder itself,
+  # so every draft is accepted and a frame takes ceil(3 / 2) passes.
+  assert r["speculative_acceptance"] == 1.0
+  assert r["speculative_passes_per_frame"] == 2.0

@@ -39,13 +39,14 @@ import numpy as np
 import soundfile as sf
 
 from csm_jax.audio import io as audio_lib
+from csm_jax.config.errors import UserError
 
 REASONS = audio_lib.REASONS + ("missing", "empty_text", "bad_text",
                                "bad_segment")
 SPLITS = ("train", "validation")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
   """The manifest is malformed; the message names file, line and field."""
 
 

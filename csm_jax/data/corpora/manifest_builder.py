@@ -31,11 +31,19 @@ reordering and sharding of the manifest).
 With ``beam_runner``/``beam_options`` set, ``_generate_examples`` returns a
 Beam PTransform, so the same build runs on DirectRunner, Dataflow, Flink or
 Spark (see docs/data.md).
+
+A build records what it was made from in ``inputs.json`` (a hash of the
+parsed conversations, and of every audio file's size and modification
+time). ``prepare`` rebuilds when its manifest or audio changed since, and
+``data_source`` (what training reads) refuses a build whose manifest has
+changed, naming the command that rebuilds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 import zlib
@@ -195,6 +203,8 @@ class ManifestDialogues(tfds.core.GeneratorBasedBuilder):
     if not report.kept:
       raise self._all_rejected(report)
     report.write(os.fspath(self.data_dir))
+    # Inside tfds' temporary dir: the record moves with the finished build.
+    write_inputs(os.fspath(self.data_dir), self._inputs)
     # data_dir is tfds' temporary "incomplete.*" dir until this returns;
     # name the place the report will be found.
     final = os.path.join(os.path.dirname(os.fspath(self.data_dir).rstrip(
@@ -217,6 +227,7 @@ class ManifestDialogues(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     convs = list(self._conversations(dl_manager))
+    self._inputs = input_record(self._source, convs)
     if not self._beam:
       # Drop turns that fail without decoding now, so no split is planned
       # around conversations that turn out empty (tfds cannot write an
@@ -300,6 +311,92 @@ def _beam_transform(conversations, split, sample_rate, target_db, part_dir):
   return transform()  # pylint: disable=no-value-for-parameter
 
 
+# -- what a build was made from ---------------------------------------------
+INPUTS = "inputs.json"
+
+
+def input_record(source: str, conversations) -> dict:
+  """Hashes of what a build reads: the parsed conversations (so the
+  manifest's content, not its formatting) and each audio file's size and
+  modification time."""
+  convs, audio, stats = hashlib.sha256(), hashlib.sha256(), {}
+  turns = 0
+  for conv in conversations:
+    convs.update(repr(dataclasses.astuple(conv)).encode("utf-8",
+                                                        "surrogateescape"))
+    for t in conv.turns:
+      turns += 1
+      if t.audio not in stats:
+        try:
+          st = os.stat(t.audio)
+          stats[t.audio] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+          stats[t.audio] = None
+  for path in sorted(stats):
+    audio.update(f"{path}\0{stats[path]}\n".encode("utf-8",
+                                                    "surrogateescape"))
+  return {"source": source, "conversations": convs.hexdigest(),
+          "turns": turns, "audio": audio.hexdigest(),
+          "audio_files": len(stats)}
+
+
+def write_inputs(data_dir: str, record: dict) -> None:
+  with open(os.path.join(data_dir, INPUTS), "w") as f:
+    json.dump(record, f, indent=2)
+
+
+def read_inputs(data_dir: str) -> dict | None:
+  try:
+    with open(os.path.join(data_dir, INPUTS)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def changes(old: dict | None, new: dict) -> str | None:
+  """What differs between two input records (None: nothing)."""
+  if old is None:
+    return "the build has no record of its inputs"
+  what = []
+  if old.get("conversations") != new["conversations"]:
+    what.append(f"its conversations ({old.get('turns')} turns then, "
+                f"{new['turns']} now)")
+  if old.get("audio") != new["audio"]:
+    what.append(f"its audio files ({old.get('audio_files')} then, "
+                f"{new['audio_files']} now; sizes or modification times)")
+  return " and ".join(what) or None
+
+
+def manifest_record(manifest: str) -> dict:
+  """The input record of ``manifest`` and its audio as they are now."""
+  path = os.path.abspath(manifest)
+  return input_record(path, manifest_lib.read_manifest(path))
+
+
+_CHECKED: set[str] = set()
+
+
+def check_fresh(b: "ManifestDialogues") -> None:
+  """Refuses a build whose manifest changed since (once per process).
+
+  A build whose manifest is gone, or one without a record, is read as it
+  is: there is nothing to compare it with.
+  """
+  data_dir = os.fspath(b.data_dir)
+  if data_dir in _CHECKED:
+    return
+  old = read_inputs(data_dir)
+  if old and os.path.isfile(old.get("source", "")):
+    diff = changes(old, manifest_record(old["source"]))
+    if diff:
+      raise ManifestError(
+          f"{b.builder_config.name} in {data_dir} is stale: {diff} of "
+          f"{old['source']} changed since it was built; rebuild it with "
+          f"python -m csm_jax.prepare --dataset={NAME} "
+          f"--manifest={old['source']} --name={b.builder_config.name}")
+  _CHECKED.add(data_dir)
+
+
 # -- convenience: build and read by manifest ----------------------------------
 def config_name(manifest: str) -> str:
   """A tfds config name from a manifest's file name ("My Calls.jsonl" ->
@@ -330,16 +427,30 @@ def prepare(manifest: str, name: str | None = None,
   ``PipelineOptions``) run the build on Apache Beam.
   """
   b = builder(manifest, name, data_dir)
+  mode = None
+  if b.is_prepared():
+    old = read_inputs(os.fspath(b.data_dir))
+    diff = changes(old, manifest_record(manifest))
+    if diff:
+      why = (f"{diff} changed since it was built" if old else
+             "it has no record of what it was built from")
+      print(f"{b.builder_config.name} in {b.data_dir} may be out of date: "
+            f"{why}; rebuilding it (and its token caches).", flush=True)
+      mode = tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
   b.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      beam_runner=beam_runner, beam_options=beam_options))
+      beam_runner=beam_runner, beam_options=beam_options,
+      **({"download_mode": mode} if mode else {})))
+  _CHECKED.discard(os.fspath(b.data_dir))
   return b
 
 
 def data_source(split: str, name: str, data_dir: str | None = None):
-  """Random-access source of a built split (raises if not built)."""
-  return source_of(builder(name=name, data_dir=data_dir), split,
-                   f"python -m csm_jax.prepare --dataset={NAME} "
-                   "--manifest=PATH")
+  """Random-access source of a built split (raises if not built or stale)."""
+  b = builder(name=name, data_dir=data_dir)
+  src = source_of(b, split, f"python -m csm_jax.prepare --dataset={NAME} "
+                  "--manifest=PATH")
+  check_fresh(b)
+  return src
 
 
 def grain_dataset(split: str, name: str, data_dir: str | None = None, *,

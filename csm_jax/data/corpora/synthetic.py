@@ -10,7 +10,9 @@ conversation leaks across splits.
 
 Configs set the size: ``tiny`` (target 1 min, but at least two
 conversations so both splits exist: ~2-3 min; for tests), ``small`` (~10 min),
-``default`` (~1 h), ``large`` (~20 h). Read with::
+``default`` (~1 h), ``large`` (~20 h); ``long`` (~1 h) holds conversations of
+12-20 turns whose speakers keep a persona (``synthetic.long_dialogues``),
+for the conversational memory. Read with::
 
   ds = grain_dataset("train", size="tiny")      # grain.MapDataset
   ds[0]["text"], ds[0]["audio"]
@@ -29,11 +31,16 @@ import tensorflow_datasets as tfds
 from csm_jax.data import features as feats_lib
 from csm_jax.data.corpora import turns
 from csm_jax.data.synthetic import dialogues as sd
+from csm_jax.data.synthetic import long_dialogues
 from csm_jax.data.synthetic import voices
 
 NAME = "synthetic_dialogues"
 SIZES_MINUTES = {"tiny": 1.0, "small": 10.0, "default": 60.0,
                  "large": 1200.0}
+# Sizes of long conversations (12-20 turns, personas); a separate table,
+# so the sizes above plan exactly as before.
+LONG_SIZES_MINUTES = {"long": 60.0}
+ALL_SIZES = (*SIZES_MINUTES, *LONG_SIZES_MINUTES)
 VALIDATION_EVERY = 10
 
 
@@ -42,6 +49,7 @@ class DialoguesConfig(tfds.core.BuilderConfig):
   minutes: float = 60.0
   seed: int = 0
   sample_rate: int = sd.DEFAULT_SAMPLE_RATE
+  long_conversations: bool = False
 
 
 def split_of(conversation_index: int) -> str:
@@ -58,6 +66,11 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
       DialoguesConfig(name=name, minutes=m,
                       description=f"about {m:g} minutes of dialogue")
       for name, m in SIZES_MINUTES.items()
+  ] + [
+      DialoguesConfig(name=name, minutes=m, long_conversations=True,
+                      description=f"about {m:g} minutes of long dialogue "
+                      "(12-20 turns, speakers with personas)")
+      for name, m in LONG_SIZES_MINUTES.items()
   ]
   DEFAULT_CONFIG_NAME = "default"
 
@@ -70,7 +83,10 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         description=(
-            "Synthetic conversations (2-3 speakers, 4-12 turns) spoken by "
+            "Synthetic conversations (2-3 speakers, "
+            + ("12-20 turns, speakers with persistent personas"
+               if self.builder_config.long_conversations else "4-12 turns")
+            + ") spoken by "
             "eSpeak NG voices with emotion prosody; audio is int16 at "
             f"{self.builder_config.sample_rate} Hz. prosody fields: "
             + ", ".join(feats_lib.PROSODY_FIELDS)),
@@ -88,7 +104,9 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # nothing to download: the corpus is synthesized
     cfg = self.builder_config
     # Two conversations at least, so both splits get one.
-    plans = sd.plan_corpus(cfg.seed, cfg.minutes * 60.0, min_conversations=2)
+    plan = (long_dialogues.plan_long_corpus if cfg.long_conversations
+            else sd.plan_corpus)
+    plans = plan(cfg.seed, cfg.minutes * 60.0, min_conversations=2)
     by_split = {"train": [], "validation": []}
     for p in plans:
       by_split[split_of(p.index)].append(p)
@@ -124,9 +142,9 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
 
 def builder(size: str = "default", data_dir: str | None = None,
             **kwargs) -> SyntheticDialogues:
-  if size not in SIZES_MINUTES:
+  if size not in ALL_SIZES:
     raise ValueError(f"unknown size {size!r}; choose from "
-                     f"{sorted(SIZES_MINUTES)}")
+                     f"{sorted(ALL_SIZES)}")
   return SyntheticDialogues(config=size, data_dir=data_dir or
                             turns.default_data_dir(), file_format="array_record",
                             **kwargs)

@@ -1,8 +1,9 @@
 """CSM training examples from a turn dataset and a codec: context + target turn.
 
 Every turn's audio is tokenized once by the codec and cached beside the
-dataset (``<dataset dir>/codes/<codec fingerprint>/<split>.npz``), so only a
-new codec triggers retokenizing. An example is a target turn with up to
+dataset (``<dataset dir>/codes/<codec fingerprint>/<split>-<corpus
+fingerprint>.npz``), so a new codec or a rebuilt corpus (new data files)
+triggers retokenizing, and nothing else does. An example is a target turn with up to
 ``context_turns`` previous turns of its conversation, laid out as CSM does
 (speaker-tagged text rows, then audio frames, per turn), with the oldest
 context dropped to fit; examples are packed greedily into ``seq_len`` rows
@@ -12,14 +13,18 @@ packing never cuts a target's frames or its end-of-speech frame.
 
 from __future__ import annotations
 
-import hashlib
+import glob
 import os
 from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from csm_jax.data.examples.frames import Turn, conversation_rows, pack
+from csm_jax.config import prosody as prosody_config
+from csm_jax.data.cache_keys import corpus_fingerprint, fingerprint
+from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
+                                         conversation_rows, pack)
+from csm_jax.data.prosody_cache import prosody_turns
 
 
 class TokenCache:
@@ -29,8 +34,10 @@ class TokenCache:
     self.codes = codes
 
   @staticmethod
-  def path(dataset_dir: str, fingerprint: str, split: str) -> str:
-    return os.path.join(dataset_dir, "codes", fingerprint, f"{split}.npz")
+  def path(dataset_dir: str, fingerprint: str, split: str,
+           corpus: str = "") -> str:
+    name = f"{split}-{corpus}.npz" if corpus else f"{split}.npz"
+    return os.path.join(dataset_dir, "codes", fingerprint, name)
 
   @classmethod
   def load_or_build(cls, source, encode: Callable[[np.ndarray], np.ndarray],
@@ -51,17 +58,14 @@ class TokenCache:
     tmp = path + ".tmp.npz"
     np.savez(tmp, codes=np.concatenate(codes), offsets=offsets)
     os.replace(tmp, path)  # never leave a half-written cache behind
+    # Caches of this split's earlier builds can never be read again.
+    split = os.path.basename(path)[:-len(".npz")].split("-")[0]
+    here = os.path.dirname(path)
+    for old in (glob.glob(os.path.join(here, f"{split}.npz"))
+                + glob.glob(os.path.join(here, f"{split}-*.npz"))):
+      if old != path:
+        os.remove(old)
     return cls(codes)
-
-
-def fingerprint(files: Sequence[str]) -> str:
-  """A short hash of a codec export's files (its identity for the cache)."""
-  h = hashlib.sha256()
-  for f in sorted(files):
-    h.update(os.path.basename(f).encode())
-    with open(f, "rb") as fh:
-      h.update(fh.read())
-  return h.hexdigest()[:16]
 
 
 class DialogueExamples:
@@ -71,7 +75,12 @@ class DialogueExamples:
                positions: dict[str, list[int]] | None, encode_turn,
                n_codebooks: int,
                seq_len: int, context_turns: int = 5, loss_on: str = "target",
-               seed: int = 0):
+               seed: int = 0, prosody=None):
+    # ``prosody``: a ``prosody_cache.ProsodyTurns`` of the same records when
+    # the prosody stream is on (rows then carry the prosody column).
+    self.prosody = prosody
+    self.layout = None if prosody is None else ProsodyLayout(
+        prosody.bins.unvoiced, prosody.bins.unknown_style)
     if loss_on not in ("target", "all_audio"):
       raise ValueError(f"loss_on must be 'target' or 'all_audio', got {loss_on!r}")
     self.codes = codes
@@ -105,9 +114,15 @@ class DialogueExamples:
     order = np.random.default_rng(seed).permutation(len(self.targets))
     self.plan = self._pack_plan([self.targets[i] for i in order])
 
-  def _turn(self, pos: int, trained: bool) -> Turn:
+  def _turn(self, pos: int, trained: bool, target: bool = False) -> Turn:
     codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
-    return Turn(self.ids[pos], codes, trained)
+    if self.prosody is None:
+      return Turn(self.ids[pos], codes, trained)
+    # Only the target turn's style is given (and predicted): generation
+    # knows the style of the turn it speaks, not of the context's turns.
+    return Turn(self.ids[pos], codes, trained,
+                prosody=self.prosody.tokens(pos, len(codes)),
+                style=self.prosody.styles[pos] if target else None)
 
   def _turn_rows(self, pos: int) -> int:
     # Text rows, frames and the end-of-speech frame (frames.turn_rows).
@@ -125,10 +140,10 @@ class DialogueExamples:
 
   def example(self, target) -> dict:
     pos, _ = target
-    cur = self._turn(pos, True)
+    cur = self._turn(pos, True, target=True)
     context = [self._turn(p, self.loss_on == "all_audio")
                for p in self._kept_context(target)]
-    return conversation_rows(context + [cur], self.n)
+    return conversation_rows(context + [cur], self.n, prosody=self.layout)
 
   def rows(self, target) -> int:
     """Exact rows of ``example(target)`` (at most ``seq_len`` once packed)."""
@@ -167,10 +182,14 @@ def dialogue_source(config, split: str, codec, tokenizer) -> DialogueExamples:
   src = registry.source(config, split)
   files = [os.path.join(codec.directory, f)
            for f in ("config.json", "weights.npz")]
-  path = TokenCache.path(registry.dataset_dir(config), fingerprint(files),
-                         split)
+  dataset_dir = registry.dataset_dir(config)
+  path = TokenCache.path(dataset_dir, fingerprint(files), split,
+                         corpus_fingerprint(dataset_dir, split))
   cache = TokenCache.load_or_build(src, codec.encode, path, codec.sample_rate)
   d = config.data
+  turns = None
+  if prosody_config.enabled(config.model):
+    turns = prosody_turns(config, split, codec)
   return DialogueExamples(src, cache, None, tokenizer.encode_turn,
                           config.model.n_codebooks, d.seq_len,
-                          d.context_turns, d.loss_on, d.seed)
+                          d.context_turns, d.loss_on, d.seed, prosody=turns)

@@ -4,6 +4,11 @@ A turn becomes its speaker-tagged text rows (text column only) followed by
 its audio frames (audio columns only) and, when it is complete, one all-zero
 frame that marks the end of speech. Training and generation both build
 prompts here, so the model sees at inference exactly the layout it learned.
+
+With the prosody stream (``ProsodyLayout``) every audio row also carries
+the frame's prosody tokens (F0 id, energy id) and its turn's style id in
+``prosody_*`` fields, present where ``prosody_mask`` is set: the extra
+column of the frame. The end-of-speech frame is unvoiced at energy 0.
 """
 
 from __future__ import annotations
@@ -22,18 +27,60 @@ class Turn:
   text_ids: np.ndarray  # (L,) int
   codes: np.ndarray | None  # (F, N) int, or None for the turn to generate
   trained: bool = False  # its audio is a training target
+  # (F0 ids (F,), energy ids (F,)) per frame, with the prosody stream.
+  prosody: tuple | None = None
+  style: int | None = None  # the turn's style id; None: unknown
 
   def n_rows(self, eos: bool) -> int:
     f = 0 if self.codes is None else len(self.codes) + int(eos)
     return len(self.text_ids) + f
 
 
+@dataclasses.dataclass(frozen=True)
+class ProsodyLayout:
+  """The ids the prosody column needs beyond a turn's own tokens."""
+
+  unvoiced: int        # F0 id of unvoiced frames (and of end of speech)
+  unknown_style: int   # style id of a turn whose style is not given
+
+
+PROSODY_FIELDS = ("prosody_f0", "prosody_energy", "prosody_style",
+                  "prosody_mask")
+
+
 class ContextTrimmed(UserWarning):
   """Oldest context turns were dropped to fit the model's sequence."""
 
 
-def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True) -> dict:
-  """Rows of one turn: audio (T, N), text (T,), mask (T, N+1), loss (T,)."""
+def _prosody_rows(turn: Turn, t_len: int, f: int, layout: ProsodyLayout,
+                  eos: bool) -> dict:
+  n = t_len + f
+  f0 = np.zeros((n,), np.int32)
+  energy = np.zeros((n,), np.int32)
+  style = np.full((n,), layout.unknown_style if turn.style is None
+                  else turn.style, np.int32)
+  present = np.zeros((n,), bool)
+  if turn.codes is not None:
+    frames = len(turn.codes)
+    if turn.prosody is None:
+      raise ValueError("a turn with audio needs its prosody tokens when the "
+                       "prosody stream is on")
+    tf0, ten = (np.asarray(a, np.int32) for a in turn.prosody)
+    if tf0.shape != (frames,) or ten.shape != (frames,):
+      raise ValueError(f"prosody tokens of shapes {tf0.shape}, {ten.shape} "
+                       f"for {frames} frames")
+    f0[t_len:t_len + frames], energy[t_len:t_len + frames] = tf0, ten
+    if eos:
+      f0[t_len + frames] = layout.unvoiced
+    present[t_len:] = True
+  return {"prosody_f0": f0, "prosody_energy": energy, "prosody_style": style,
+          "prosody_mask": present}
+
+
+def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True,
+              prosody: ProsodyLayout | None = None) -> dict:
+  """Rows of one turn: audio (T, N), text (T,), mask (T, N+1), loss (T,),
+  and the ``PROSODY_FIELDS`` (T,) when ``prosody`` is given."""
   t_len = len(turn.text_ids)
   codes = (np.zeros((0, n_codebooks), np.int32) if turn.codes is None
            else np.asarray(turn.codes, np.int32))
@@ -53,8 +100,11 @@ def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True) -> dict:
   loss = np.zeros((t_len + f,), bool)
   if turn.trained:
     loss[t_len:] = True
-  return {"audio_tokens": audio, "text_tokens": text, "mask": mask,
-          "loss_mask": loss}
+  out = {"audio_tokens": audio, "text_tokens": text, "mask": mask,
+         "loss_mask": loss}
+  if prosody is not None:
+    out.update(_prosody_rows(turn, t_len, f, prosody, eos))
+  return out
 
 
 def trim_context(context: Sequence[Turn], current: Turn, max_rows: int,
@@ -79,9 +129,10 @@ def trim_context(context: Sequence[Turn], current: Turn, max_rows: int,
 
 
 def conversation_rows(turns: Sequence[Turn], n_codebooks: int,
-                      eos: bool = True) -> dict:
+                      eos: bool = True,
+                      prosody: ProsodyLayout | None = None) -> dict:
   """Concatenated rows of turns, positions from 0, all in segment 1."""
-  parts = [turn_rows(t, n_codebooks, eos) for t in turns]
+  parts = [turn_rows(t, n_codebooks, eos, prosody) for t in turns]
   out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   n = len(out["text_tokens"])
   out["positions"] = np.arange(n, dtype=np.int32)
@@ -103,11 +154,15 @@ def pack(examples: Sequence[dict], seq_len: int) -> dict:
          "segment_ids": np.zeros((seq_len,), np.int32),
          "loss_mask": np.zeros((seq_len,), bool)}
   row = 0
+  for key in PROSODY_FIELDS:
+    if key in examples[0]:
+      out[key] = np.zeros((seq_len,), examples[0][key].dtype)
+  rows = [k for k in out if k not in ("positions", "segment_ids")]
   for seg, ex in enumerate(examples, start=1):
     k = min(len(ex["text_tokens"]), seq_len - row)
     if k <= 0:
       break
-    for key in ("audio_tokens", "text_tokens", "mask", "loss_mask"):
+    for key in rows:
       out[key][row:row + k] = ex[key][:k]
     out["positions"][row:row + k] = np.arange(k)
     out["segment_ids"][row:row + k] = seg

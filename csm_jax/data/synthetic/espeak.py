@@ -35,6 +35,7 @@ import threading
 import numpy as np
 
 from csm_jax.audio import io as audio_lib
+from csm_jax.config.errors import UserError
 
 NATIVE_RATE = 22050
 
@@ -52,7 +53,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short),
                              ctypes.c_int, ctypes.c_void_p)
 
 
-class EspeakError(RuntimeError):
+class EspeakError(UserError, RuntimeError):
   """The eSpeak library failed to load, initialize, or synthesize."""
 
 

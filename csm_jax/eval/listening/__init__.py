@@ -7,5 +7,8 @@ command line is ``python -m csm_jax.listen``; the guide is docs/listening.md.
 """
 
 
-class ListeningError(ValueError):
+from csm_jax.config.errors import UserError
+
+
+class ListeningError(UserError, ValueError):
   """Bad input for the listening test; the message names the file or field."""

@@ -1,0 +1,20 @@
+"""Opening whichever text tokenizer a run, an export or a flag points at.
+
+``load_tokenizer(path)``: a ``*.json`` file is a Llama-3 ``tokenizer.json``
+(``data.llama_tokenizer``, converted CSM-1B), anything else a sentencepiece
+model (``data.tokenizer``). Both have ``encode_turn``, ``vocab_size`` and
+``decode``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from csm_jax.data.llama_tokenizer import LlamaTokenizer
+from csm_jax.data.tokenizer import TextTokenizer
+
+
+def load_tokenizer(path: str):
+  if os.fspath(path).endswith(".json"):
+    return LlamaTokenizer.load(path)
+  return TextTokenizer.load(path)

@@ -1,0 +1,220 @@
+"""Experiment 1 (research plan): do voice tokens carry semantic information?
+
+Test: a probe predicts the next word from the codec tokens of the speech
+so far, with no text. For every turn, the recognizer force-aligns the
+transcript (``alignment``) to find where each word ends; the probe sees the
+codec frames up to the end of word k (the last ``WINDOW`` of them) and must
+name word k+1, when that word is one of the ``N_COMMON`` most frequent
+words of the training transcripts. Trained on the training split, scored
+on the held-out conversations, against three baselines:
+
+- majority: always the most frequent next word;
+- text n-gram: a trigram model of the preceding *words* (no audio);
+- shuffled tokens: the same probe on the same frames in random order, which
+  keeps what the frames contain but not when.
+
+The plan's success metric is top-1 accuracy above 70% on common words.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+
+import numpy as np
+
+from csm_jax.config.schema import make_config
+from csm_jax.data.corpora import registry
+from csm_jax.eval import stats
+from csm_jax.eval import text_metrics
+from csm_jax.eval.alignment import AlignmentError, word_end_times
+from csm_jax.eval.instruments import ensure_instruments
+from csm_jax.eval.ngram import NGram
+from csm_jax.eval.probe import ProbeTask, predict
+from csm_jax.inference.loading import load_generator
+from csm_jax.store import models
+from csm_jax.training.trainer import Trainer
+
+# 50 words: enough to cover the function words and frequent content words
+# the plan's "common words" suggests while every class keeps dozens of
+# training examples in a corpus of about an hour.
+N_COMMON = 50
+WINDOW = 64          # codec frames the probe sees (2.56 s at 25 Hz)
+PROBE_STEPS = 1500
+
+
+def _words(text: str) -> list[str]:
+  return text_metrics.normalize(text).split()
+
+
+def _turns(config, split, codec, instruments, log):
+  """(words, codes, end frame of every word) for each turn of a split."""
+  src = registry.source(config, split)
+  out, skipped = [], 0
+  for i in range(len(src)):
+    rec = src[i]
+    text = rec["text"]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    words = _words(text)
+    if len(words) < 2:
+      continue
+    codes = codec.encode(registry.record_audio(rec, codec.sample_rate))
+    audio = registry.record_audio(rec, instruments.sample_rate)
+    lp, spf, alphabet, blank = instruments.ctc_log_probs(
+        audio, instruments.sample_rate)
+    try:
+      ends = word_end_times(" ".join(words), lp, alphabet, blank, spf)
+    except AlignmentError:
+      skipped += 1
+      continue
+    # Floor: a frame that straddles the word's end may already hold the
+    # onset of the next word, which would leak the answer to the probe.
+    frames = [int(np.floor(e * codec.frame_rate)) for e in ends]
+    out.append((words, np.asarray(codes), frames))
+    if log and i % 50 == 0:
+      log(f"aligning {split}: {i}/{len(src)} turns")
+  return out, skipped
+
+
+def _examples(turns, vocab: dict, n_codebooks: int, shuffle_seed=None):
+  toks, valid, labels, histories = [], [], [], []
+  rng = np.random.default_rng(shuffle_seed)
+  for words, codes, ends in turns:
+    for k in range(len(words) - 1):
+      nxt = words[k + 1]
+      if nxt not in vocab or ends[k] <= 0:
+        continue
+      seen = codes[:min(ends[k], len(codes)), :n_codebooks][-WINDOW:]
+      if shuffle_seed is not None:
+        seen = seen[rng.permutation(len(seen))]
+      t = np.zeros((WINDOW, n_codebooks), np.int32)
+      v = np.zeros((WINDOW,), bool)
+      t[WINDOW - len(seen):] = seen
+      v[WINDOW - len(seen):] = True
+      toks.append(t), valid.append(v), labels.append(vocab[nxt])
+      histories.append(words[:k + 1])
+  return ({"tokens": np.stack(toks), "valid": np.stack(valid),
+           "label": np.asarray(labels, np.int32)}, histories)
+
+
+def _probe_config(workdir_steps: int, seed: int):
+  c = make_config("debug", task="probe")
+  t = c.train
+  t.steps, t.lr, t.warmup_steps, t.weight_decay = workdir_steps, 2e-3, 100, 0.01
+  t.log_every, t.eval_every, t.ckpt_every, t.eval_steps = 100, 500, 500, 4
+  t.seed = seed
+  c.data.batch_size = 64
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 1, 1
+  return c
+
+
+def _train_probe(name, out_dir, train, heldout, n_cb, cb_size, n_classes,
+                 seed):
+  c = _probe_config(PROBE_STEPS, seed)
+  task = ProbeTask(c, train, heldout, n_cb, cb_size, n_classes, WINDOW)
+  tr = Trainer(c, os.path.join(out_dir, name), task)
+  tr.run()
+  model = models.merge(tr.builder.graphdef, tr.state["params"],
+                       tr.state["extra"], task.param_groups())
+  return predict(model, heldout["tokens"], heldout["valid"])
+
+
+def run_experiment1(checkpoint: str, out_dir: str, seed: int = 0,
+                    log=None) -> dict:
+  log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+  os.makedirs(out_dir, exist_ok=True)
+  gen = load_generator(checkpoint)
+  config, codec = gen.config, gen.codec
+  instruments = ensure_instruments(config)
+  log("experiment 1: aligning transcripts with the recognizer")
+  train_turns, skip_tr = _turns(config, "train", codec, instruments, log)
+  val_turns, skip_va = _turns(config, "validation", codec, instruments, log)
+  counts = collections.Counter(w for words, _, _ in train_turns for w in words)
+  common = [w for w, _ in counts.most_common(N_COMMON)]
+  vocab = {w: i for i, w in enumerate(common)}
+  coverage = sum(counts[w] for w in common) / max(sum(counts.values()), 1)
+  n_cb = config.model.n_codebooks
+  train, _ = _examples(train_turns, vocab, n_cb)
+  heldout, histories = _examples(val_turns, vocab, n_cb)
+  train_sh, _ = _examples(train_turns, vocab, n_cb, shuffle_seed=seed + 1)
+  heldout_sh, _ = _examples(val_turns, vocab, n_cb, shuffle_seed=seed + 2)
+  y = heldout["label"]
+  log(f"experiment 1: {len(train['label'])} training and {len(y)} held-out "
+      f"next-word examples over {N_COMMON} common words "
+      f"({100 * coverage:.0f}% of word tokens)")
+  train_next = collections.Counter(train["label"].tolist())
+  majority = np.full_like(y, train_next.most_common(1)[0][0])
+  lm = NGram(3).fit(words for words, _, _ in train_turns)
+  ngram = np.asarray([vocab[lm.predict(h, common)] for h in histories])
+  probe = _train_probe("probe_tokens", out_dir, train, heldout, n_cb,
+                       codec.codebook_size, N_COMMON, seed)
+  shuffled = _train_probe("probe_shuffled", out_dir, train_sh, heldout_sh,
+                          n_cb, codec.codebook_size, N_COMMON, seed)
+  systems = {"probe on codec tokens": probe, "majority word": majority,
+             "text trigram": ngram, "probe on time-shuffled tokens": shuffled}
+  correct = {k: (v == y).astype(float) for k, v in systems.items()}
+  acc = {k: stats.mean(v, seed=seed) for k, v in correct.items()}
+  diffs = {k: stats.paired(correct["probe on codec tokens"], v, seed=seed)
+           for k, v in correct.items() if k != "probe on codec tokens"}
+  result = {
+      "checkpoint": checkpoint, "n_common": N_COMMON, "coverage": coverage,
+      "window_frames": WINDOW, "window_seconds": WINDOW / codec.frame_rate,
+      "train_examples": int(len(train["label"])),
+      "heldout_examples": int(len(y)),
+      "turns_not_aligned": {"train": skip_tr, "validation": skip_va},
+      "accuracy": {k: v.to_json() for k, v in acc.items()},
+      "probe_minus_baseline": {k: v.to_json() for k, v in diffs.items()},
+      "success_metric": "top-1 accuracy > 0.70 on common words",
+      "met": bool(acc["probe on codec tokens"].value > 0.70),
+      "common_words": common,
+      "recognizer_validity": instruments.validity.get("recognizer"),
+  }
+  _write(result, acc, out_dir)
+  for k, v in acc.items():
+    print(f"{k:<32} top-1 {v}", flush=True)
+  print(f"report: {os.path.join(out_dir, 'report.md')}", flush=True)
+  return result
+
+
+def _write(result: dict, acc: dict, out_dir: str) -> None:
+  with open(os.path.join(out_dir, "report.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = list(acc)
+  v = np.array([acc[k].value for k in names])
+  err = np.array([[acc[k].value - acc[k].low for k in names],
+                  [acc[k].high - acc[k].value for k in names]])
+  fig, ax = plt.subplots(figsize=(7, 3.4))
+  ax.barh(names, v, xerr=err, color=["#c44e52", "#999999", "#4c72b0",
+                                      "#dd8452"], capsize=3)
+  ax.axvline(0.70, color="black", ls="--", lw=1)
+  ax.text(0.705, -0.4, "plan's target 0.70", fontsize=8)
+  ax.set_xlim(0, 1)
+  ax.set_xlabel(f"top-1 next-word accuracy ({result['n_common']} common "
+                "words, held-out conversations)")
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "accuracy.png"), dpi=110)
+  plt.close(fig)
+  md = ["# Experiment 1: voice-semantic coupling", "",
+        "A probe predicts the next word from the codec tokens of the speech "
+        f"so far (the last {result['window_frames']} frames, "
+        f"{result['window_seconds']:.2f} s, up to the end of the current "
+        "word by forced alignment), with no text.", "",
+        f"Common words: the {result['n_common']} most frequent words of the "
+        f"training transcripts ({100 * result['coverage']:.0f}% of word "
+        f"tokens). {result['train_examples']} training examples, "
+        f"{result['heldout_examples']} held-out (validation conversations).",
+        "", "| system | top-1 accuracy [95% CI] |", "|---|---|"]
+  md += [f"| {k} | {v} |" for k, v in acc.items()]
+  md += ["", "| probe minus | difference [95% CI] |", "|---|---|"]
+  md += [f"| {k} | {stats.Estimate(**v)} |"
+         for k, v in result["probe_minus_baseline"].items()]
+  md += ["", f"Success metric (plan): {result['success_metric']}: "
+         f"{'met' if result['met'] else 'not met'}.", "",
+         "![accuracy](accuracy.png)"]
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write("\n".join(md) + "\n")

@@ -1,0 +1,103 @@
+"""Saying the prompt set with a generator, and the codec's ceiling.
+
+``speak_prompts`` generates every prompt (its context turns, text and
+speaker), a few at a time in one batch, each capped at twice its ground
+truth's length plus a second (so a model that never ends is caught without
+running to the global cap); ``resynthesize`` passes the ground truth through
+the codec alone, the best any model predicting these codes can do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+
+from csm_jax.inference.generator import ContextTurn, Sampling
+
+
+@dataclasses.dataclass
+class Spoken:
+  audios: list          # float32 at the codec's rate, one per prompt
+  eos: list             # stopped on the end-of-speech frame
+  seconds: float        # wall time of the generation
+  trimmed: int = 0      # prompts whose context was cut to fit the model
+
+
+def context_turns(turns) -> list[ContextTurn]:
+  return [ContextTurn(t.speaker, t.text, audio=t.audio) for t in turns]
+
+
+def cap_seconds(truth_s: float, cap: float) -> float:
+  return float(min(cap, 2.0 * truth_s + 1.0))
+
+
+def speak_prompts(gen, prompts: Sequence, sampling: Sampling,
+                  batch_size: int = 4,
+                  progress: Callable[[int, int], None] | None = None) -> Spoken:
+  """Generates each prompt once; returns the audio and how each stopped."""
+  sr = gen.codec.sample_rate
+  audios, eos = [None] * len(prompts), [False] * len(prompts)
+  t0 = time.perf_counter()
+  trimmed = 0
+  order = sorted(range(len(prompts)),
+                 key=lambda i: len(prompts[i].target.audio))
+  for start in range(0, len(order), batch_size):
+    group = order[start:start + batch_size]
+    caps = [cap_seconds(len(prompts[i].target.audio) / sr,
+                        sampling.max_seconds) for i in group]
+    s = dataclasses.replace(sampling, max_seconds=max(caps))
+    reqs = [(prompts[i].target.text, prompts[i].target.speaker,
+             context_turns(prompts[i].context)) for i in group]
+    parts = [[] for _ in group]
+    ended = [False] * len(group)
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      for chunk in gen.stream_batch(reqs, s):
+        for j, c in enumerate(chunk):
+          if c is not None:
+            parts[j].append(c.audio)
+            ended[j] |= c.eos
+    # Contexts longer than the trained length lose their oldest turns; the
+    # report counts them instead of printing a warning per prompt.
+    trimmed += sum("context trimmed" in str(w.message) for w in caught)
+    for j, i in enumerate(group):
+      a = (np.concatenate(parts[j]) if parts[j]
+           else np.zeros((0,), np.float32))
+      limit = int(caps[j] * sr)
+      # A prompt that ran past its own cap (the batch ran to the longest
+      # cap) is cut there and counts as not having ended.
+      eos[i] = bool(ended[j] and len(a) <= limit)
+      audios[i] = np.clip(a[:limit], -1.0, 1.0).astype(np.float32)
+    if progress:
+      progress(min(start + batch_size, len(order)), len(order))
+  return Spoken(audios, eos, time.perf_counter() - t0, trimmed)
+
+
+def resynthesize(codec, audios: Sequence[np.ndarray]) -> list:
+  """Each clip encoded and decoded by the codec, trimmed to its length."""
+  out = []
+  for a in audios:
+    y = codec.decode(codec.encode(a))[:len(a)]
+    out.append(np.clip(y, -1.0, 1.0).astype(np.float32))
+  return out
+
+
+def speak_conversation(gen, turns: Sequence, sampling: Sampling,
+                       context: Sequence = (), keep_context: int = 5,
+                       seed: int = 0) -> list:
+  """Generates ``turns`` (speaker, text) one after another, each seeing the
+  earlier generated turns (and ``context``) as its context."""
+  history = list(context_turns(context))
+  out = []
+  for k, (speaker, text, cap) in enumerate(turns):
+    s = dataclasses.replace(sampling, max_seconds=cap, seed=seed + k)
+    r = gen.generate(text, speaker, history[-keep_context:], s)
+    a = np.clip(r["audio"], -1.0, 1.0).astype(np.float32)
+    out.append(a)
+    history.append(ContextTurn(speaker, text, audio=a if len(a) else None,
+                               codes=None if len(a) else r["codes"]))
+  return out

@@ -1,0 +1,125 @@
+"""The next-word probe of Experiment 1: codec tokens in, a common word out.
+
+A deliberately small model (summed codebook embeddings, two 1-D
+convolutions, masked mean and max pooling, a linear classifier) trained on
+the shared trainer as a task: if it predicts the next word far above the
+baselines, the tokens carry what was said, not only how.
+"""
+
+from __future__ import annotations
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from csm_jax.data.batch import FieldSpec
+from csm_jax.training.tasks.base import Task
+
+
+class NextWordProbe(nnx.Module):
+  """(B, W, C) codec tokens + (B, W) validity -> (B, classes) logits."""
+
+  def __init__(self, n_codebooks: int, codebook_size: int, n_classes: int,
+               window: int, width: int, rngs: nnx.Rngs):
+    self.codebook_size = codebook_size
+    self.embed = nnx.Embed(n_codebooks * codebook_size, width, rngs=rngs)
+    self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(),
+                                                  (window, width)))
+    self.conv1 = nnx.Conv(width, width, (5,), padding="SAME", rngs=rngs)
+    self.conv2 = nnx.Conv(width, width, (5,), padding="SAME", rngs=rngs)
+    self.norm = nnx.LayerNorm(2 * width, rngs=rngs)
+    self.out = nnx.Linear(2 * width, n_classes, rngs=rngs)
+
+  def __call__(self, tokens, valid):
+    c = tokens.shape[-1]
+    ids = tokens + jnp.arange(c) * self.codebook_size
+    x = self.embed(ids).sum(axis=2) + self.pos[...][None]
+    m = valid[..., None].astype(x.dtype)
+    x = x * m
+    x = x + jax.nn.gelu(self.conv1(x)) * m
+    x = x + jax.nn.gelu(self.conv2(x)) * m
+    mean = x.sum(1) / jnp.maximum(m.sum(1), 1.0)
+    mx = jnp.where(m > 0, x, -1e9).max(1)
+    return self.out(self.norm(jnp.concatenate([mean, mx], -1)))
+
+
+class ArraySource:
+  """Random-access examples over stacked arrays (a grain source)."""
+
+  def __init__(self, arrays: dict):
+    self.arrays = arrays
+    self.n = len(next(iter(arrays.values())))
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, i: int) -> dict:
+    return {k: v[i] for k, v in self.arrays.items()}
+
+
+def _stack(items):
+  return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+class ProbeTask(Task):
+  """Trains ``NextWordProbe`` on (tokens, valid, label) examples."""
+
+  def __init__(self, config, train: dict, heldout: dict, n_codebooks: int,
+               codebook_size: int, n_classes: int, window: int,
+               width: int = 128):
+    super().__init__(config)
+    self.train, self.heldout = ArraySource(train), ArraySource(heldout)
+    self.shape = (n_codebooks, codebook_size, n_classes, window, width)
+
+  def build_model(self, rngs):
+    c, v, k, w, width = self.shape
+    return NextWordProbe(c, v, k, w, width, rngs)
+
+  def loss_fn(self, model, batch, rng, step):
+    del rng, step
+    logits = model(batch["tokens"], batch["valid"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), batch["label"]).mean()
+    acc = (jnp.argmax(logits, -1) == batch["label"]).mean()
+    return {"model": ce}, {"loss/ce": ce, "acc/top1": acc}
+
+  def batch_spec(self):
+    c, v, k, w, _ = self.shape
+    return {"tokens": FieldSpec((w, c), np.int32, ("batch", None, None), 0, v),
+            "valid": FieldSpec((w,), np.bool_, ("batch", None)),
+            "label": FieldSpec((), np.int32, ("batch",), 0, k)}
+
+  def train_dataset(self, batch_size, seed):
+    ds = grain.MapDataset.source(self.train)
+    ds = ds[jax.process_index()::jax.process_count()]
+    ds = ds.shuffle(seed=seed).repeat(None)
+    return ds.batch(batch_size, drop_remainder=True,
+                    batch_fn=_stack).to_iter_dataset()
+
+  def eval_dataset(self, batch_size):
+    ds = grain.MapDataset.source(self.heldout)
+    return ds.batch(batch_size, drop_remainder=True,
+                    batch_fn=_stack).to_iter_dataset()
+
+
+def predict(model, tokens: np.ndarray, valid: np.ndarray,
+            batch: int = 256) -> np.ndarray:
+  """Top-1 class of every example."""
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def f(state, t, v):
+    return jnp.argmax(nnx.merge(graphdef, state)(t, v), -1)
+
+  out = []
+  for i in range(0, len(tokens), batch):
+    t, v = tokens[i:i + batch], valid[i:i + batch]
+    pad = batch - len(t)
+    if pad:
+      t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
+      v = np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+    out.append(np.asarray(f(state, t, v))[:batch - pad])
+  return np.concatenate(out) if out else np.zeros((0,), np.int64)

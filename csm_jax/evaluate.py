@@ -1,0 +1,89 @@
+"""Evaluate a CSM: ``python -m csm_jax.evaluate --checkpoint=RUN --out=DIR``.
+
+  --suite=quick        12 held-out prompts: CER/WER, end of speech, speaker
+                       and emotion consistency, F0 continuity (minutes)
+  --suite=full         every held-out prompt, identity over 10 generated
+                       turns, adversarial contexts, a long-form response
+  --suite=experiment1  the research plan's Experiment 1: next-word probe on
+                       codec tokens against three baselines
+  --suite=experiment3  the research plan's Experiment 3 (emotional dynamics):
+                       responses along the corpus's emotion arcs by the model
+                       with the prosody stream (told the emotion, and free)
+                       against --compare=RUN2, the model without it
+  --suite=curve        the quick suite's headline at every kept checkpoint
+                       of a workdir, plotted against the step
+  --suite=codec_curve  the codec's ceiling (CER, WER, speaker similarity of
+                       its resynthesis) at every checkpoint of the codec
+                       run (RUN/codec or --codec_run)
+  --compare=RUN2       paired differences against a second run (same codec)
+
+RUN is a training workdir or an export. The recognizer, speaker encoder
+and emotion classifier are trained on the run's corpus the first time
+(a few minutes, cached by the corpus's hash) and report their own
+accuracy on held-out ground truth. Writes DIR/report.json, DIR/report.md,
+PNG plots and sample wavs; prints the headline rows (ground truth, codec
+resynthesis, model). Definitions: docs/evaluation.md.
+"""
+
+from absl import app, flags
+
+from csm_jax.cli import errors as cli_errors
+
+_CKPT = flags.DEFINE_string("checkpoint", None,
+                            "Training workdir or export to evaluate.")
+_OUT = flags.DEFINE_string("out", None, "Report directory (default: "
+                           "<checkpoint>/eval/<suite>).")
+_SUITE = flags.DEFINE_enum(
+    "suite", "quick", ["quick", "full", "experiment1", "experiment3", "curve",
+              "codec_curve"],
+    "What to run.")
+_COMPARE = flags.DEFINE_string(
+    "compare", None, "A second run for paired differences (experiment3: the "
+    "model without the prosody stream).")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
+_PROMPTS = flags.DEFINE_integer("prompts", None, "Override the number of "
+                                "held-out prompts of the suite.")
+_STEP = flags.DEFINE_integer("step", None, "A workdir's checkpoint step "
+                             "(default: the latest), for learning curves.")
+_CODEC_RUN = flags.DEFINE_string(
+    "codec_run", None, "codec_curve: the codec training workdir (default: "
+    "<checkpoint>/codec, where the README's job trains it).")
+flags.mark_flag_as_required("checkpoint")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  # pylint: disable=g-import-not-at-top
+  import os
+  from csm_jax.cli.logs import quiet_library_logs
+  quiet_library_logs()
+  out = _OUT.value or os.path.join(_CKPT.value, "eval", _SUITE.value)
+  if _SUITE.value == "experiment1":
+    from csm_jax.eval.experiment1 import run_experiment1
+    run_experiment1(_CKPT.value, out, seed=_SEED.value)
+    return
+  if _SUITE.value == "experiment3":
+    from csm_jax.eval.experiment3 import run_experiment3
+    run_experiment3(_CKPT.value, out, _COMPARE.value, seed=_SEED.value,
+                    n_prompts=_PROMPTS.value)
+    return
+  if _SUITE.value == "codec_curve":
+    from csm_jax.eval.codec_curve import codec_curve
+    codec_curve(_CKPT.value, out, codec_run=_CODEC_RUN.value,
+                n_prompts=_PROMPTS.value or 12, seed=_SEED.value)
+    print(f"codec curve: {os.path.join(out, 'codec_curve.png')}")
+    return
+  if _SUITE.value == "curve":
+    from csm_jax.eval.curve import learning_curve
+    learning_curve(_CKPT.value, out, n_prompts=_PROMPTS.value or 12,
+                   seed=_SEED.value)
+    print(f"curve: {os.path.join(out, 'curve.png')}")
+    return
+  from csm_jax.eval.evaluate import evaluate
+  evaluate(_CKPT.value, out, _SUITE.value, _COMPARE.value, seed=_SEED.value,
+           n_prompts=_PROMPTS.value, step=_STEP.value)
+
+
+if __name__ == "__main__":
+  cli_errors.run(main)

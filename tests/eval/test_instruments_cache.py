@@ -1,0 +1,217 @@
+"""The instruments on a tiny corpus: trained through the shared trainer,
+cached by the corpus fingerprint, loaded again without training, refusing
+another corpus's cache; and the recognizer's packing of whole turns."""
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from csm_jax.config import make_config
+from csm_jax.config.errors import UserError
+from csm_jax.data.corpora import registry, synthetic
+from csm_jax.eval.instruments import (ALPHABET, BLANK, Instruments,
+                                      InstrumentsError, cache_dir,
+                                      ensure_instruments, load_instruments)
+from csm_jax.eval.instruments import cache as cache_lib
+from csm_jax.eval.instruments import corpus as corpus_lib
+from csm_jax.eval.instruments import ctc, recipes, tasks
+from csm_jax.eval.instruments.corpus import FeatureStore
+
+# Networks and runs small enough to train all three in seconds: these test
+# the plumbing, not accuracy (the default corpus's figures are in
+# docs/evaluation.md).
+_SMALL = {"train.steps": 3, "train.log_every": 1, "train.eval_every": 3,
+          "train.eval_steps": 1, "train.warmup_steps": 1,
+          "data.batch_size": 2, "instrument.net.width": 16,
+          "instrument.net.dilations": (1, 2)}
+TINY = {recipes.RECOGNIZER: dict(_SMALL), recipes.SPEAKER: dict(_SMALL),
+        recipes.EMOTION: dict(_SMALL)}
+
+
+def _config(data_dir):
+  c = make_config("debug")
+  c.data.corpus_size, c.data.data_dir = "tiny", data_dir
+  return c
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("instruments_corpus"))
+  synthetic.prepare("tiny", d, num_workers=2, progress=False)
+  return d
+
+
+@pytest.fixture(scope="module")
+def built(corpus_dir):
+  lines = []
+  t0 = time.perf_counter()
+  inst = ensure_instruments(_config(corpus_dir), progress=lines.append,
+                            overrides=TINY)
+  return inst, lines, time.perf_counter() - t0
+
+
+def test_ensure_trains_every_instrument_and_reports_validity(built):
+  inst, lines, _ = built
+  assert isinstance(inst, Instruments)
+  assert any("training the recognizer" in l for l in lines)
+  assert any("training the emotion_classifier" in l for l in lines)
+  v = inst.validity
+  assert set(v) >= {"corpus", "recognizer", "speaker", "emotion"}
+  assert v["recognizer"]["n_utterances"] > 0
+  assert 0.0 <= v["recognizer"]["cer"] and 0.0 <= v["recognizer"]["wer"]
+  assert v["emotion"]["chance"] == pytest.approx(1 / len(inst.emotion_names))
+  conf = np.asarray(v["emotion"]["confusion"])
+  assert conf.shape == (6, 6) and conf.sum() == v["emotion"]["n"]
+  json.dumps(v)   # serializable as it is
+  for kind in recipes.KINDS:
+    assert os.path.getsize(os.path.join(inst.directory, f"{kind}.png")) > 1000
+    done = json.load(open(os.path.join(inst.directory, kind, "done.json")))
+    assert done["steps"] == 3 and done["wall_s"] > 0
+  manifest = json.load(open(os.path.join(inst.directory,
+                                         cache_lib.MANIFEST)))
+  assert manifest["corpus"] == inst.fingerprint == v["corpus"]
+  assert set(manifest["wall_s"]) >= {"features_s", "recognizer_s"}
+
+
+def test_public_calls_shapes(built):
+  inst, _, _ = built
+  rng = np.random.default_rng(0)
+  audios = [0.1 * rng.normal(size=n).astype(np.float32)
+            for n in (24000, 60000, 5000)]
+  texts = inst.transcribe(audios, 24000)
+  assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+  lp, spf, alphabet, blank = inst.ctc_log_probs(audios[1], 24000)
+  assert alphabet == ALPHABET and blank == BLANK and alphabet[blank] == "_"
+  assert lp.shape[1] == len(ALPHABET)
+  # One frame every 20 ms, covering the 2.5 s utterance.
+  assert spf == pytest.approx(0.02)
+  assert abs(lp.shape[0] * spf - 2.5) < 0.1
+  assert np.allclose(np.exp(lp).sum(1), 1.0, atol=1e-4)
+  emb = inst.speaker_embeddings(audios, 24000)
+  assert emb.shape[0] == 3 and np.allclose(np.linalg.norm(emb, axis=1), 1)
+  probs = inst.emotion_probs(audios, 16000)
+  assert probs.shape == (3, len(inst.emotion_names))
+  assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+  p = inst.prosody(audios[0], 24000, text="one two three")
+  assert set(p) >= {"f0_hz", "voiced", "energy_db", "times_s",
+                    "syllables_per_s", "words_per_s"}
+  assert len(p["f0_hz"]) == len(p["energy_db"]) == len(p["times_s"])
+  assert p["words_per_s"] == pytest.approx(3.0)
+  with pytest.raises(TypeError, match="sequence of utterances"):
+    inst.transcribe(audios[0], 24000)
+
+
+def test_padding_does_not_change_results(built):
+  inst, _, _ = built
+  rng = np.random.default_rng(1)
+  a = 0.1 * rng.normal(size=30000).astype(np.float32)
+  b = 0.1 * rng.normal(size=90000).astype(np.float32)
+  alone = inst.speaker_embeddings([a], 16000)
+  batched = inst.speaker_embeddings([b, a], 16000)   # a padded to b's bucket
+  assert np.allclose(alone[0], batched[1], atol=1e-4)
+
+
+def test_second_call_loads_without_training(built, corpus_dir):
+  inst, _, first = built
+  lines = []
+  t0 = time.perf_counter()
+  again = ensure_instruments(_config(corpus_dir), progress=lines.append,
+                             overrides=TINY)
+  assert not any("training" in l for l in lines)
+  assert again.validity == inst.validity
+  assert time.perf_counter() - t0 < first
+
+
+def test_cache_of_another_corpus_is_refused(built, tmp_path):
+  inst, _, _ = built
+  with pytest.raises(InstrumentsError) as e:
+    load_instruments(inst.directory, expect_fingerprint="0123456789abcdef")
+  assert inst.fingerprint in str(e.value) and "0123456789abcdef" in str(e.value)
+  assert isinstance(e.value, UserError)
+  with pytest.raises(InstrumentsError, match="no instruments.json"):
+    load_instruments(str(tmp_path))
+  # A cache copied in under this corpus's name from another corpus is
+  # detected by its manifest and retrained, not used.
+  path = os.path.join(inst.directory, cache_lib.MANIFEST)
+  m = json.load(open(path))
+  assert cache_lib._state(path, "fedcba9876543210", m["overrides"]) == "stale"
+  assert cache_lib._state(path, inst.fingerprint, {}) == "stale"
+  assert cache_lib._state(path, inst.fingerprint, m["overrides"]) == "fresh"
+
+
+def test_fingerprint_follows_the_corpus_files(corpus_dir, tmp_path):
+  cfg = _config(corpus_dir)
+  src = registry.dataset_dir(cfg)
+  fp = corpus_lib.fingerprint(src)
+  assert fp == os.path.basename(cache_dir(cfg))
+  copy = tmp_path / "copy"
+  shutil.copytree(src, copy, ignore=shutil.ignore_patterns("instruments"))
+  assert corpus_lib.fingerprint(str(copy)) == fp   # caches beside: ignored
+  info = copy / "dataset_info.json"
+  info.write_text(info.read_text().replace("tiny", "tinier"))
+  assert corpus_lib.fingerprint(str(copy)) != fp
+  with pytest.raises(corpus_lib.CorpusError, match="dataset_info.json"):
+    corpus_lib.fingerprint(str(tmp_path))
+
+
+def test_one_instrument_learns_through_the_shared_trainer(corpus_dir,
+                                                          tmp_path):
+  store = corpus_lib.load_or_build(_config(corpus_dir), "train",
+                                   str(tmp_path / "f"), progress=False)
+  done = cache_lib.train_instrument(
+      recipes.SPEAKER, store, store, str(tmp_path / "spk"),
+      n_classes=int(store.speakers.max()) + 1, progress=lambda _: None,
+      overrides={"train.steps": 40, "train.log_every": 5,
+                 "train.eval_every": 40, "data.batch_size": 8,
+                 "instrument.net.width": 32, "instrument.net.dilations": (1,),
+                 "instrument.data.crop_frames": 100})
+  rows = [json.loads(l) for l in open(tmp_path / "spk" / "metrics.jsonl")]
+  losses = [r["loss"] for r in rows if "loss" in r]
+  assert len(losses) == 8 and np.isfinite(losses).all()
+  assert np.mean(losses[-2:]) < losses[0]
+  net = cache_lib._network(str(tmp_path / "spk"))
+  assert net.config.kind == recipes.SPEAKER
+
+
+def _store(lengths, texts):
+  feats = [np.full((n, 80), float(i), np.float16)
+           for i, n in enumerate(lengths)]
+  return FeatureStore(np.concatenate(feats),
+                      np.cumsum([0] + list(lengths)).astype(np.int64),
+                      list(texts), np.zeros(len(texts), np.int32),
+                      np.zeros(len(texts), np.int32), ["c"] * len(texts))
+
+
+def test_packing_joins_whole_turns_with_their_transcripts():
+  texts = ["alpha", "bravo bravo", "charlie", "delta"]
+  lengths = [100, 150, 220, 700]    # "delta" never fits the window
+  store = _store(lengths, texts)
+  cfg = recipes.recipe(recipes.RECOGNIZER, 0, np.zeros(80), np.ones(80), {
+      "instrument.data.window_frames": 600, "instrument.data.max_label": 40,
+      "instrument.augment.tempo": (1.0, 1.0),
+      "instrument.augment.warp": (1.0, 1.0),
+      "instrument.augment.gain_db": (0.0, 0.0),
+      "instrument.augment.p_noise": 0.0, "instrument.augment.p_band_limit": 0.0,
+      "instrument.augment.time_masks": 0, "instrument.augment.band_masks": 0})
+  task = tasks.make_task(cfg, store, store)
+  assert sorted(task.fits.tolist()) == [0, 1, 2]
+  rng = np.random.default_rng(0)
+  by_text = {t: i for i, t in enumerate(texts)}
+  for _ in range(20):
+    ex = task.pack(rng)
+    text = ctc.decode_ids(ex["labels"][ex["label_mask"]])
+    words = text.replace("bravo bravo", "bravo_bravo").split(" ")
+    turns = [by_text[w.replace("_", " ")] for w in words]
+    n = int(ex["mask"].sum())
+    assert n == sum(lengths[i] for i in turns) <= 600
+    # Frames are the turns' own, end to end, in label order.
+    got = ex["feats"][:n, 0]
+    want = np.concatenate([np.full(lengths[i], float(i)) for i in turns])
+    assert np.array_equal(got, want)
+    assert not ex["mask"][n:].any()
+  single = task.single(store, 3)
+  assert single["mask"].sum() == 600   # cut to the window for evaluation
