@@ -31,9 +31,11 @@ def _generator(checkpoint: str, what: str, step: int | None = None):
 def evaluate(checkpoint: str, out_dir: str, suite: str = "quick",
              compare: str | None = None, seed: int = 0,
              n_prompts: int | None = None, step: int | None = None,
-             out=sys.stdout) -> dict:
+             out=sys.stdout, instrument_overrides: dict | None = None) -> dict:
   """Runs ``suite`` on ``checkpoint`` (at ``step``, default the latest);
-  writes out_dir/report.{json,md}."""
+  writes out_dir/report.{json,md}. ``instrument_overrides`` are recipe
+  overrides for the instruments (``ensure_instruments``), e.g. tiny ones in
+  tests."""
   if suite not in suite_lib.SUITES:
     raise suite_lib.EvaluationError(
         f"--suite: unknown suite {suite!r}; known: "
@@ -45,7 +47,8 @@ def evaluate(checkpoint: str, out_dir: str, suite: str = "quick",
     raise suite_lib.EvaluationError(
         f"--compare: {compare} speaks with another codec than {checkpoint}; "
         "paired figures need the same one")
-  instruments = ensure_instruments(gen.config)
+  instruments = ensure_instruments(gen.config,
+                                   overrides=instrument_overrides)
   result = suite_lib.run(gen, instruments, suite, seed=seed,
                          compare_gen=other, n_prompts=n_prompts)
   data = report.write(result, out_dir, checkpoint, instruments.validity)

@@ -105,10 +105,15 @@ def _emotion_names(source, store) -> tuple[str, ...]:
       voices.EMOTION_NAMES) else tuple(f"class_{i}" for i in range(top + 1))
 
 
-def _n_classes(kind: str, train, emotion_names) -> int:
+def _n_classes(kind: str, train, validation, emotion_names) -> int:
   if kind == recipes.EMOTION:
     return len(emotion_names)
-  return int(train.speakers.max()) + 1
+  # A held-out conversation may bring a speaker the train split lacks (small
+  # corpora): its id must still be a class for the trainer's eval batches.
+  top = int(train.speakers.max())
+  if len(validation):
+    top = max(top, int(validation.speakers.max()))
+  return top + 1
 
 
 def _check_labels(kind: str, train, n_classes: int, data_dir: str) -> None:
@@ -276,7 +281,7 @@ def ensure_instruments(config, progress: Progress | None = None,
       shutil.rmtree(workdir, ignore_errors=True)   # an interrupted run
       n = 0
       if kind != recipes.RECOGNIZER:
-        n = _n_classes(kind, train, names)
+        n = _n_classes(kind, train, validation, names)
         _check_labels(kind, train, n, data_dir)
       done = train_instrument(kind, train, validation, workdir, n,
                               overrides.get(kind), progress)
