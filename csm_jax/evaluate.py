@@ -19,7 +19,8 @@
 
 RUN is a training workdir or an export. The recognizer, speaker encoder
 and emotion classifier are trained on the run's corpus the first time
-(a few minutes, cached by the corpus's hash) and report their own
+(about 20 minutes on 2 CPU cores for the embedded corpus, then cached by
+the corpus's hash) and report their own
 accuracy on held-out ground truth. Writes DIR/report.json, DIR/report.md,
 PNG plots and sample wavs; prints the headline rows (ground truth, codec
 resynthesis, model). Definitions: docs/evaluation.md.
