@@ -38,16 +38,13 @@ import dataclasses
 import json
 import os
 import sys
-import time
-import warnings
 from typing import Sequence
 
 import numpy as np
 
 from csm_jax.audio.io import write_wav
-from csm_jax.data.examples.frames import ContextTrimmed
 from csm_jax.eval import stats
-from csm_jax.eval.generation import cap_seconds, context_turns
+from csm_jax.eval.generation import Spoken, speak_prompts
 from csm_jax.eval.instruments import ensure_instruments
 from csm_jax.eval.prompts import build_prompts
 from csm_jax.eval.suite import EvaluationError, default_sampling
@@ -66,54 +63,11 @@ ARCS = ("friendly_chat", "heated_argument", "technical_explanation",
         "emotional_confession")
 
 
-@dataclasses.dataclass
-class Spoken:
-  """One condition's utterances for the prompt set."""
-
-  audios: list                     # float32 at the codec's rate
-  eos: list                        # stopped on the end-of-speech frame
-  styles: list | None = None       # style id each stream response took
-  seconds: float = 0.0
-
-
 def speak(gen, prompts: Sequence, sampling, controls=None,
           batch_size: int = 4) -> Spoken:
-  """Each prompt said once, ``controls[i]`` its prosody control (or None).
-
-  As ``generation.speak_prompts``, each capped at twice its ground truth
-  plus a second; the chosen style is kept as well.
-  """
-  sr = gen.codec.sample_rate
-  n = len(prompts)
-  audios, eos, styles = [None] * n, [False] * n, [None] * n
-  t0 = time.perf_counter()
-  order = sorted(range(n), key=lambda i: len(prompts[i].target.audio))
-  for start in range(0, n, batch_size):
-    group = order[start:start + batch_size]
-    caps = [cap_seconds(len(prompts[i].target.audio) / sr,
-                        sampling.max_seconds) for i in group]
-    s = dataclasses.replace(sampling, max_seconds=max(caps))
-    reqs = [(prompts[i].target.text, prompts[i].target.speaker,
-             context_turns(prompts[i].context)) for i in group]
-    ctl = None if controls is None else [controls[i] or Control()
-                                         for i in group]
-    parts = [[] for _ in group]
-    ended = [False] * len(group)
-    for chunk in gen.stream_batch(reqs, s, ctl):
-      for j, c in enumerate(chunk):
-        if c is not None:
-          parts[j].append(c.audio)
-          ended[j] |= c.eos
-          if c.style is not None:
-            styles[group[j]] = int(c.style)
-    for j, i in enumerate(group):
-      a = np.concatenate(parts[j]) if parts[j] else np.zeros((0,), np.float32)
-      limit = int(caps[j] * sr)
-      eos[i] = bool(ended[j] and len(a) <= limit)
-      audios[i] = np.clip(a[:limit], -1.0, 1.0).astype(np.float32)
-  on = getattr(gen, "bins", None) is not None
-  return Spoken(audios, eos, styles if on else None,
-                time.perf_counter() - t0)
+  """Each prompt said once, ``controls[i]`` its prosody control (or None),
+  as ``generation.speak_prompts`` says them; the chosen style is kept."""
+  return speak_prompts(gen, prompts, sampling, batch_size, controls=controls)
 
 
 def mean_log_f0(instruments, audio: np.ndarray, sample_rate: int,
@@ -280,13 +234,9 @@ def run_experiment3(checkpoint: str, out_dir: str, compare: str | None,
                            ("stream_free", gen, None),
                            ("baseline", base, None)):
     log(f"experiment 3: generating {name}")
-    # Contexts longer than the trained length lose their oldest turns; the
-    # report counts them instead of a warning per prompt.
-    with warnings.catch_warnings(record=True) as caught:
-      warnings.simplefilter("always", ContextTrimmed)
-      spoken[name] = speak(model, prompts, sampling, ctl)
-    trimmed[name] = sum(issubclass(w.category, ContextTrimmed)
-                        for w in caught)
+    spoken[name] = speak(model, prompts, sampling, ctl)
+    # Contexts longer than the trained length lose their oldest turns.
+    trimmed[name] = spoken[name].trimmed
   log("experiment 3: scoring with the emotion classifier and F0 tracker")
   ref = reference_f0(instruments, prompts, sr)
   scores = {name: score(name, instruments, prompts, spoken[name].audios, sr,

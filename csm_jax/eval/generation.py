@@ -16,15 +16,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from csm_jax.inference.generator import ContextTurn, Sampling
+from csm_jax.data.examples.frames import ContextTrimmed
+from csm_jax.inference.generator import ContextTurn, Control, Sampling
 
 
 @dataclasses.dataclass
 class Spoken:
   audios: list          # float32 at the codec's rate, one per prompt
   eos: list             # stopped on the end-of-speech frame
-  seconds: float        # wall time of the generation
+  seconds: float = 0.0  # wall time of the generation
   trimmed: int = 0      # prompts whose context was cut to fit the model
+  styles: list | None = None  # style id each response took (prosody stream)
 
 
 def context_turns(turns) -> list[ContextTurn]:
@@ -37,10 +39,16 @@ def cap_seconds(truth_s: float, cap: float) -> float:
 
 def speak_prompts(gen, prompts: Sequence, sampling: Sampling,
                   batch_size: int = 4,
-                  progress: Callable[[int, int], None] | None = None) -> Spoken:
-  """Generates each prompt once; returns the audio and how each stopped."""
+                  progress: Callable[[int, int], None] | None = None,
+                  controls: Sequence | None = None) -> Spoken:
+  """Generates each prompt once; returns the audio and how each stopped.
+
+  ``controls[i]`` is prompt i's prosody control (None: free); with the
+  prosody stream the style each response took is kept in ``styles``.
+  """
   sr = gen.codec.sample_rate
   audios, eos = [None] * len(prompts), [False] * len(prompts)
+  styles = [None] * len(prompts)
   t0 = time.perf_counter()
   trimmed = 0
   order = sorted(range(len(prompts)),
@@ -52,18 +60,22 @@ def speak_prompts(gen, prompts: Sequence, sampling: Sampling,
     s = dataclasses.replace(sampling, max_seconds=max(caps))
     reqs = [(prompts[i].target.text, prompts[i].target.speaker,
              context_turns(prompts[i].context)) for i in group]
+    ctl = None if controls is None else [controls[i] or Control()
+                                         for i in group]
     parts = [[] for _ in group]
     ended = [False] * len(group)
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter("always")
-      for chunk in gen.stream_batch(reqs, s):
+      for chunk in gen.stream_batch(reqs, s, ctl):
         for j, c in enumerate(chunk):
           if c is not None:
             parts[j].append(c.audio)
             ended[j] |= c.eos
+            if c.style is not None:
+              styles[group[j]] = int(c.style)
     # Contexts longer than the trained length lose their oldest turns; the
     # report counts them instead of printing a warning per prompt.
-    trimmed += sum("context trimmed" in str(w.message) for w in caught)
+    trimmed += sum(issubclass(w.category, ContextTrimmed) for w in caught)
     for j, i in enumerate(group):
       a = (np.concatenate(parts[j]) if parts[j]
            else np.zeros((0,), np.float32))
@@ -74,7 +86,9 @@ def speak_prompts(gen, prompts: Sequence, sampling: Sampling,
       audios[i] = np.clip(a[:limit], -1.0, 1.0).astype(np.float32)
     if progress:
       progress(min(start + batch_size, len(order)), len(order))
-  return Spoken(audios, eos, time.perf_counter() - t0, trimmed)
+  on = getattr(gen, "bins", None) is not None
+  return Spoken(audios, eos, time.perf_counter() - t0, trimmed,
+                styles if on else None)
 
 
 def resynthesize(codec, audios: Sequence[np.ndarray]) -> list:

@@ -93,29 +93,37 @@ def read_context_specs(path: str | None) -> list[dict]:
   return _check_turns(_load_json(path, "the context file"), path)
 
 
-def read_requests(path: str) -> list[dict]:
-  """The requests of a JSONL batch file, each line checked."""
-  reqs = []
+def jsonl_turns(path: str, expected: str):
+  """(where, object) for each non-blank line of a JSONL file of turns or
+  requests, each an object with a non-empty 'text'; ``where`` names the
+  line for the caller's own checks, ``expected`` what an object holds."""
   with open(path, encoding="utf-8") as f:
     for n, line in enumerate(f, start=1):
       if not line.strip():
         continue
       where = f"{path} line {n}"
       try:
-        r = json.loads(line)
+        obj = json.loads(line)
       except json.JSONDecodeError as e:
         raise RequestError(f"{where}: not valid JSON: {e.msg} at column "
                            f"{e.colno}") from None
-      if not isinstance(r, dict):
-        raise RequestError(f"{where}: expected an object with 'text'")
-      if not isinstance(r.get("text"), str) or not r["text"].strip():
+      if not isinstance(obj, dict):
+        raise RequestError(f"{where}: expected an object with {expected}")
+      if not isinstance(obj.get("text"), str) or not obj["text"].strip():
         raise RequestError(f"{where}: 'text' must be a non-empty string")
-      _speaker(r.get("speaker", 0), where)
-      _check_turns(r.get("context", []), f"{where}: 'context'")
-      if r.get("out") is not None and (
-          not isinstance(r["out"], str) or not r["out"].strip()):
-        raise RequestError(f"{where}: 'out' must be a file name")
-      reqs.append(r)
+      yield where, obj
+
+
+def read_requests(path: str) -> list[dict]:
+  """The requests of a JSONL batch file, each line checked."""
+  reqs = []
+  for where, r in jsonl_turns(path, "'text'"):
+    _speaker(r.get("speaker", 0), where)
+    _check_turns(r.get("context", []), f"{where}: 'context'")
+    if r.get("out") is not None and (
+        not isinstance(r["out"], str) or not r["out"].strip()):
+      raise RequestError(f"{where}: 'out' must be a file name")
+    reqs.append(r)
   if not reqs:
     raise RequestError(f"{path}: the batch file holds no request")
   return reqs

@@ -27,7 +27,7 @@ import numpy as np
 
 from csm_jax.audio.io import load_audio, write_wav
 from csm_jax.inference.cli import (GenerationError, RequestError,
-                                   check_sampling)
+                                   check_sampling, jsonl_turns)
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
 from csm_jax.inference.memory import MemoryTurn
 from csm_jax.model import memory as memory_lib
@@ -124,28 +124,14 @@ def _words_only(gen: Generator, turn: ContextTurn) -> MemoryTurn:
 def read_script(path: str) -> list[dict]:
   """The turns of a conversation script (JSONL), each line checked."""
   turns = []
-  with open(path, encoding="utf-8") as f:
-    for n, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path} line {n}"
-      try:
-        t = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise RequestError(f"{where}: not valid JSON: {e.msg} at column "
-                           f"{e.colno}") from None
-      if not isinstance(t, dict):
-        raise RequestError(f"{where}: expected an object with 'speaker' "
-                           "and 'text'")
-      if not isinstance(t.get("text"), str) or not t["text"].strip():
-        raise RequestError(f"{where}: 'text' must be a non-empty string")
-      spk = t.get("speaker")
-      if isinstance(spk, bool) or not isinstance(spk, int) or spk < 0:
-        raise RequestError(f"{where}: 'speaker' must be an integer >= 0, "
-                           f"got {spk!r}")
-      if t.get("audio") is not None and not isinstance(t["audio"], str):
-        raise RequestError(f"{where}: 'audio' must be a wav path")
-      turns.append(t)
+  for where, t in jsonl_turns(path, "'speaker' and 'text'"):
+    spk = t.get("speaker")
+    if isinstance(spk, bool) or not isinstance(spk, int) or spk < 0:
+      raise RequestError(f"{where}: 'speaker' must be an integer >= 0, "
+                         f"got {spk!r}")
+    if t.get("audio") is not None and not isinstance(t["audio"], str):
+      raise RequestError(f"{where}: 'audio' must be a wav path")
+    turns.append(t)
   if not turns:
     raise RequestError(f"{path}: the conversation script holds no turn")
   if all(t.get("audio") for t in turns):

@@ -11,7 +11,6 @@ file and tensor, and nothing is written.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -32,6 +31,7 @@ from csm_jax.interop.safetensors_io import ConversionError, read_tensors
 from csm_jax.store import layout, models
 from csm_jax.store.export import write_export
 from csm_jax.store.restore import Restored
+from csm_jax.store.run_config import update_export_info
 
 
 def fill(abstract_state, values: dict[str, np.ndarray], what: str):
@@ -183,10 +183,4 @@ def convert_csm(weights: str, out: str, config=None, tokenizer: str | None =
   if mimi:
     save_codec(os.path.join(out, layout.EXPORT_CODEC), codec, codec_c)
     files.append(layout.EXPORT_CODEC)
-  info_path = os.path.join(out, layout.EXPORT_INFO)
-  with open(info_path) as f:
-    info = json.load(f)
-  info.update(files=files, converted_from="sesame-csm")
-  with open(info_path, "w") as f:
-    json.dump(info, f, indent=2)
-  return info
+  return update_export_info(out, files=files, converted_from="sesame-csm")

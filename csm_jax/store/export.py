@@ -24,7 +24,7 @@ from csm_jax.data import prosody_cache
 from csm_jax.store import layout
 from csm_jax.store.adapters import has_adapters, merge_lora
 from csm_jax.store.restore import Restored, restore_params
-from csm_jax.store.run_config import load_run_config
+from csm_jax.store.run_config import load_run_config, update_export_info
 
 
 class ExportError(UserError, RuntimeError):
@@ -69,7 +69,7 @@ def export(workdir: str, out: str, dtype: str = "bfloat16",
       if os.path.exists(stats):
         shutil.copy(stats, os.path.join(out, prosody_cache.EXPORT_STATS))
         copied.append(prosody_cache.EXPORT_STATS)
-  info = _update_info(out, files=copied)
+  info = update_export_info(out, files=copied)
   return info
 
 
@@ -89,16 +89,6 @@ def write_export(r: Restored, out: str, dtype: str, source: str) -> dict:
   info = {"source": source, "step": None if r.step is None else int(r.step),
           "dtype": dtype, "task": config.task, "files": []}
   with open(os.path.join(out, layout.EXPORT_INFO), "w") as f:
-    json.dump(info, f, indent=2)
-  return info
-
-
-def _update_info(out: str, **fields) -> dict:
-  path = os.path.join(out, layout.EXPORT_INFO)
-  with open(path) as f:
-    info = json.load(f)
-  info.update(fields)
-  with open(path, "w") as f:
     json.dump(info, f, indent=2)
   return info
 

@@ -25,7 +25,7 @@ from csm_jax.config.errors import UserError
 from csm_jax.store import layout
 from csm_jax.store import models
 from csm_jax.store.checkpoint import make_manager, reason
-from csm_jax.store.run_config import load_run_config
+from csm_jax.store.run_config import load_run_config, read_export_info
 
 
 class RestoreError(UserError, RuntimeError):
@@ -120,9 +120,7 @@ def restore_params(directory: str, dtype: str | None = None,
       jax.local_devices()[0])
   info, reads = {}, []
   if is_export:
-    import json  # pylint: disable=g-import-not-at-top
-    with open(os.path.join(directory, layout.EXPORT_INFO)) as f:
-      info = json.load(f)
+    info = read_export_info(directory)
     step = info.get("step")
     reads.append(("params", os.path.join(directory, layout.EXPORT_PARAMS),
                   _target(params, dtype, sharding), False))

@@ -40,16 +40,47 @@ def save_run_config(workdir: str, config) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: str, what: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise RunConfigError(f"{path} is not a readable JSON {what}: {e}") from e
+
+
 def load_config_json(path: str) -> ml_collections.ConfigDict:
   """A config written by ``save_run_config`` or an export, as a ConfigDict."""
   if not os.path.exists(path):
     raise RunConfigError(f"{path} is missing: not a csm_jax run or export")
-  try:
-    with open(path) as f:
-      raw = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise RunConfigError(f"{path} is not a readable JSON config: {e}") from e
+  raw = _read_json(path, "config")
+  # Every reader dispatches on the task first; without it the file is not
+  # one of ours, whatever else it holds.
+  if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
+    raise RunConfigError(f"{path} is not a csm_jax config: it names no task")
+  bad = [k for k in ("model", "data", "train", "codec", "mesh")
+         if k in raw and not isinstance(raw[k], dict)]
+  if bad:
+    raise RunConfigError(f"{path} is not a csm_jax config: section "
+                         f"{bad[0]!r} is not a mapping")
   return config_from_json_dict(raw)
+
+
+def read_export_info(directory: str) -> dict:
+  """An export's ``export.json`` (step, dtype, files), naming it if unreadable."""
+  path = os.path.join(directory, layout.EXPORT_INFO)
+  info = _read_json(path, "export description")
+  if not isinstance(info, dict):
+    raise RunConfigError(f"{path} is not a csm_jax export description")
+  return info
+
+
+def update_export_info(directory: str, **fields) -> dict:
+  """Adds ``fields`` to an export's ``export.json``; returns the result."""
+  info = read_export_info(directory)
+  info.update(fields)
+  with open(os.path.join(directory, layout.EXPORT_INFO), "w") as f:
+    json.dump(info, f, indent=2)
+  return info
 
 
 def load_run_config(directory: str) -> ml_collections.ConfigDict:

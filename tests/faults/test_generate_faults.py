@@ -149,6 +149,30 @@ def test_a_broken_tokenizer_or_checkpoint_is_one_line(run, tmp_path):
   assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.parametrize("content,words", [
+    ("{not json", "is not a readable JSON config"),
+    ('{"model": 3}', "is not a csm_jax config: it names no task"),
+    ('{"task": "csm", "model": 3}', "section 'model' is not a mapping")])
+def test_a_run_config_that_is_not_ours_is_one_line(run, tmp_path, content,
+                                                   words):
+  wd = _copy(run, tmp_path / "cfg")
+  with open(os.path.join(wd, layout.RUN_CONFIG), "w") as f:
+    f.write(content)
+  harness.one_error_line(
+      _generate(wd, "--text=Hi.", f"--out={tmp_path}/x.wav"), 1,
+      f"{wd}/{layout.RUN_CONFIG}", words)
+
+
+def test_an_unreadable_export_description_is_one_line(run, tmp_path):
+  exp = tmp_path / "export"
+  exp.mkdir()
+  shutil.copy(os.path.join(run, layout.RUN_CONFIG), exp / layout.EXPORT_CONFIG)
+  (exp / layout.EXPORT_INFO).write_text("x")
+  harness.one_error_line(
+      _generate(str(exp), "--text=Hi.", f"--out={tmp_path}/x.wav"), 1,
+      f"{exp}/{layout.EXPORT_INFO} is not a readable JSON export description")
+
+
 # -- what works -----------------------------------------------------------
 
 def test_a_long_context_still_speaks_and_writes_nothing_else(run, tmp_path):
