@@ -6,6 +6,12 @@
                        turns, adversarial contexts, a long-form response
   --suite=experiment1  the research plan's Experiment 1: next-word probe on
                        codec tokens against three baselines
+  --suite=experiment2  the research plan's Experiment 2 (prosodic memory):
+                       trains seven memory configurations from RUN on the
+                       long corpus at equal compute (--train_steps of the
+                       dual memory), replays held-out 12-20 turn
+                       conversations, and scores character consistency
+                       per turn against the no-memory model
   --suite=experiment3  the research plan's Experiment 3 (emotional dynamics):
                        responses along the corpus's emotion arcs by the model
                        with the prosody stream (told the emotion, and free)
@@ -35,8 +41,8 @@ _CKPT = flags.DEFINE_string("checkpoint", None,
 _OUT = flags.DEFINE_string("out", None, "Report directory (default: "
                            "<checkpoint>/eval/<suite>).")
 _SUITE = flags.DEFINE_enum(
-    "suite", "quick", ["quick", "full", "experiment1", "experiment3", "curve",
-              "codec_curve"],
+    "suite", "quick", ["quick", "full", "experiment1", "experiment2",
+                       "experiment3", "curve", "codec_curve"],
     "What to run.")
 _COMPARE = flags.DEFINE_string(
     "compare", None, "A second run for paired differences (experiment3: the "
@@ -49,6 +55,15 @@ _STEP = flags.DEFINE_integer("step", None, "A workdir's checkpoint step "
 _CODEC_RUN = flags.DEFINE_string(
     "codec_run", None, "codec_curve: the codec training workdir (default: "
     "<checkpoint>/codec, where the README's job trains it).")
+_TRAIN_STEPS = flags.DEFINE_integer(
+    "train_steps", 200, "experiment2: training steps of the dual memory; "
+    "every configuration gets the same training FLOPs.")
+_VARIANTS = flags.DEFINE_list(
+    "variants", None, "experiment2: the configurations to run (default: "
+    "all seven; no_memory, the baseline, is always included).")
+_CONVERSATIONS = flags.DEFINE_integer(
+    "conversations", None, "experiment2: at most this many held-out "
+    "conversations (default: all with enough turns).")
 flags.mark_flag_as_required("checkpoint")
 
 
@@ -63,6 +78,12 @@ def main(argv):
   if _SUITE.value == "experiment1":
     from csm_jax.eval.experiment1 import run_experiment1
     run_experiment1(_CKPT.value, out, seed=_SEED.value)
+    return
+  if _SUITE.value == "experiment2":
+    from csm_jax.eval.experiment2 import run_experiment2
+    run_experiment2(_CKPT.value, out, steps=_TRAIN_STEPS.value,
+                    seed=_SEED.value, variants=_VARIANTS.value,
+                    max_conversations=_CONVERSATIONS.value)
     return
   if _SUITE.value == "experiment3":
     from csm_jax.eval.experiment3 import run_experiment3

@@ -46,6 +46,10 @@ _MIN_S = flags.DEFINE_float(
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _LEVELS = flags.DEFINE_integer(
     "levels", None, "Adaptive quality: generate only the first k codebooks.")
+_BUDGET = flags.DEFINE_float(
+    "latency_budget_ms", None, "Adaptive quality from a budget: measure the "
+    "time to first audio on this machine for every level count and generate "
+    "the most levels that fit (printed; instead of --levels).")
 _FPC = flags.DEFINE_integer("frames_per_call", 4,
                             "Frames per compiled call (the streaming chunk).")
 _SPECULATIVE = flags.DEFINE_integer(
@@ -96,6 +100,8 @@ flags.register_multi_flags_validator(
     "--min_seconds must be below --max_seconds")
 flags.register_validator("levels", lambda v: v is None or v >= 1,
                          "--levels must be at least 1")
+flags.register_validator("latency_budget_ms", lambda v: v is None or v > 0,
+                         "--latency_budget_ms must be > 0")
 flags.register_validator("temperature", lambda v: v >= 0,
                          "--temperature must be >= 0")
 flags.register_validator("top_k", lambda v: v >= 0, "--top_k must be >= 0")
@@ -138,12 +144,26 @@ def main(argv):
   else:
     specs = cli.read_context_specs(_CONTEXT.value)
     cli.check_output(_OUT.value)
+  if _BUDGET.value is not None and _LEVELS.value is not None:
+    raise app.UsageError("give --levels or --latency_budget_ms, not both")
   gen = load_generator(_CKPT.value, _DTYPE.value)
   sampling = Sampling(temperature=_TEMP.value, top_k=_TOP_K.value,
                       top_p=_TOP_P.value, seed=_SEED.value,
                       max_seconds=_MAX_S.value, min_seconds=_MIN_S.value,
                       n_levels=_LEVELS.value, frames_per_call=_FPC.value,
                       pace=prosody.pace, speculative=_SPECULATIVE.value)
+  chosen = None
+  if _BUDGET.value is not None:
+    import dataclasses
+    import sys
+    from csm_jax.inference.latency import choose_levels
+    print("measuring the time to first audio per level count ...",
+          file=sys.stderr, flush=True)
+    chosen = choose_levels(gen, sampling, _BUDGET.value,
+                           _TEXT.value or "Hello there.", _SPEAKER.value)
+    print(chosen.line(), file=sys.stderr, flush=True)
+    sampling = dataclasses.replace(
+        sampling, n_levels=None if chosen.levels == gen.n else chosen.levels)
   if _CONVERSATION.value:
     res = conversation.run_script(gen, _CONVERSATION.value, _OUT_DIR.value,
                                   sampling, turns=script)
@@ -160,6 +180,8 @@ def main(argv):
                               _TEXT.value)
     res = cli.speak(gen, _TEXT.value, _SPEAKER.value, context, sampling,
                     _OUT.value, control=control)
+  if chosen is not None:
+    res["latency_budget"] = chosen.to_json()
   print(json.dumps(res, indent=2))
 
 

@@ -11,6 +11,12 @@ Subcommands:
           codec RTF (see csm_jax.bench.gpu_bench); --dims=debug on CPU.
   speculative  acceptance per codebook of speculative depth decoding on a
           trained run (--workdir, --text; no --config needed).
+  serve   continuous batching of a trained run (--workdir): 16 requests of
+          mixed lengths through B slots (--batches), frames/s and the ratio
+          to one slot, median time to first audio.
+  conversation  per-turn time to first audio over a --turns-turn
+          conversation of a trained run (--workdir), with the KV cache kept
+          between turns and with every prompt prefilled (turn 10 / turn 1).
   codec   codec encode/decode real-time factors (see csm_jax.bench.codec_bench).
   data    input pipeline batches/s against the trainer's steps/s (--workdir
           holds or receives the corpus, codec and tokenizer).
@@ -49,7 +55,11 @@ _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
 _DIMS = flags.DEFINE_enum("dims", "csm_1b", ["csm_1b", "debug"],
                           "gpu: model dims (debug: a CPU check).")
 
-_COMMANDS = ("train", "generate", "codec", "data", "speculative", "gpu")
+_TURNS = flags.DEFINE_integer("turns", 12, "conversation: replies spoken.",
+                              lower_bound=10)
+
+_COMMANDS = ("train", "generate", "codec", "data", "speculative", "gpu",
+             "conversation", "serve")
 
 
 def main(argv):
@@ -57,9 +67,9 @@ def main(argv):
     raise app.UsageError(f"usage: python -m csm_jax.bench {{{'|'.join(_COMMANDS)}}} "
                          "--config=FILE")
   initialize_distributed()
-  if argv[1] == "speculative":
+  if argv[1] in ("speculative", "conversation", "serve"):
     if not _WORKDIR.value:
-      raise app.UsageError("bench speculative needs --workdir")
+      raise app.UsageError(f"bench {argv[1]} needs --workdir")
   elif argv[1] != "gpu" and _CONFIG.value is None:
     raise app.UsageError("--config is required")
   # pylint: disable=g-import-not-at-top
@@ -87,6 +97,14 @@ def main(argv):
     result = bench_speculative(_WORKDIR.value, _TEXT.value,
                                frames=_FRAMES.value,
                                drafts=(_DRAFT.value or 2,))
+  elif argv[1] == "serve":
+    from csm_jax.bench.serve_bench import bench_serve
+    result = bench_serve(_WORKDIR.value,
+                         batches=tuple(int(b) for b in _BATCHES.value))
+  elif argv[1] == "conversation":
+    from csm_jax.bench.conversation_bench import bench_conversation
+    result = bench_conversation(_WORKDIR.value, turns=_TURNS.value,
+                                repeats=min(_REPEATS.value, 3))
   elif argv[1] == "data":
     if not _WORKDIR.value:
       raise app.UsageError("bench data needs --workdir")

@@ -75,11 +75,15 @@ def slot_count(model_config) -> int:
 
 
 def decays(bank) -> list[float]:
-  """The configured decay of every slot of ``bank``, fastest first."""
+  """The configured decay of every slot of ``bank``, fastest first.
+
+  A decay of 1 is no decay: the slot keeps the plain mean of every turn
+  written (``MemoryBank.write``).
+  """
   n = int(bank.slots)
   fast, slow = 1.0 - float(bank.decay_fast), 1.0 - float(bank.decay_slow)
-  if n == 1:
-    return [float(bank.decay_fast)]
+  if n == 1 or fast == 0.0:
+    return [float(bank.decay_fast)] * n
   return [1.0 - fast * (slow / fast) ** (i / (n - 1)) for i in range(n)]
 
 
@@ -90,17 +94,25 @@ def validate(c, check) -> None:
   for name in BANKS:
     b = mem[name]
     where = f"model.memory.{name}"
-    check(1 <= b.slots <= 64, f"{where}.slots",
-          f"must be in [1, 64], got {b.slots}")
-    check(0.0 < b.decay_fast < 1.0, f"{where}.decay_fast",
-          f"a decay is in (0, 1), got {b.decay_fast}")
-    check(0.0 < b.decay_slow < 1.0, f"{where}.decay_slow",
-          f"a decay is in (0, 1), got {b.decay_slow}")
+    check(0 <= b.slots <= 64, f"{where}.slots",
+          f"must be in [0, 64] (0: the bank is off), got {b.slots}")
+    check(0.0 < b.decay_fast <= 1.0, f"{where}.decay_fast",
+          f"a decay is in (0, 1] (1: no decay), got {b.decay_fast}")
+    check(0.0 < b.decay_slow <= 1.0, f"{where}.decay_slow",
+          f"a decay is in (0, 1] (1: no decay), got {b.decay_slow}")
     check(b.decay_fast <= b.decay_slow, f"{where}.decay_slow",
           f"{b.decay_slow} is faster than decay_fast {b.decay_fast}")
+    check(b.decay_slow < 1.0 or b.decay_fast == 1.0, f"{where}.decay_fast",
+          "a bank without decay has decay_fast = decay_slow = 1")
+    check(not (b.learned and b.decay_slow >= 1.0), f"{where}.learned",
+          "a learned decay is a sigmoid, below 1: no-decay slots are fixed")
     if b.slots == 1:
       check(b.decay_fast == b.decay_slow, f"{where}.decay_slow",
             "one slot has one decay: set decay_slow equal to decay_fast")
+  check(mem.semantic.slots + mem.prosodic.slots >= 1,
+        "model.memory.semantic.slots",
+        "both banks are off (0 slots each); turn the memory off instead "
+        "(model.memory.enabled=False)")
   check(mem.turns >= 1, "model.memory.turns", f"must be >= 1, got {mem.turns}")
   check(mem.turn_rows >= 4, "model.memory.turn_rows",
         f"must be >= 4, got {mem.turn_rows}")

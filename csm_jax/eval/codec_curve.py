@@ -16,10 +16,9 @@ import json
 import os
 import sys
 
-import numpy as np
-
 from csm_jax.codec.handle import CodecHandle
 from csm_jax.eval import metrics
+from csm_jax.eval import plots
 from csm_jax.eval import suite as suite_lib
 from csm_jax.eval.curve import checkpoint_steps
 from csm_jax.eval.generation import resynthesize
@@ -88,27 +87,8 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
 
 
 def _plot(result: dict, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  names = [m for m in SCORES if all(m in p for p in result["points"])]
-  fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
-  axes = np.atleast_1d(axes)
-  steps = [p["step"] for p in result["points"]]
-  for ax, m in zip(axes, names):
-    v = np.array([p[m]["value"] for p in result["points"]])
-    lo = np.array([p[m]["low"] for p in result["points"]])
-    hi = np.array([p[m]["high"] for p in result["points"]])
-    ax.errorbar(steps, v, yerr=[v - lo, hi - v], marker="o", capsize=3,
-                label="codec resynthesis")
-    if m in result["ground_truth"]:
-      ax.axhline(result["ground_truth"][m]["value"], color="green", ls="--",
-                 lw=1, label="ground truth")
-    ax.set_xlabel("codec training step")
-    ax.set_title(m)
-  axes[0].legend(fontsize=8)
-  fig.suptitle(f"codec ceiling on {result['prompts']} held-out prompts "
-               "(95% bootstrap intervals)", fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  plots.curves_with_intervals(
+      {"codec resynthesis": result["points"]}, "step", SCORES,
+      result["ground_truth"], "codec training step",
+      f"codec ceiling on {result['prompts']} held-out prompts (95% "
+      "bootstrap intervals)", path)

@@ -201,3 +201,33 @@ def write_all(result, out_dir: str, prosody=None) -> dict[str, str]:
     files["identity_over_turns"] = "identity_over_turns.png"
     identity_curve(extra, os.path.join(out_dir, files["identity_over_turns"]))
   return files
+
+
+def curves_with_intervals(series: dict, x_key: str, scores, truth: dict,
+                          xlabel: str, title: str, path: str) -> None:
+  """One panel per score: each series' points (dicts of ``x_key`` and
+  score -> {value, low, high}) with their intervals, and the ground
+  truth's value as a dashed line."""
+  plt = _plt()
+  names = [m for m in scores
+           if all(m in p for pts in series.values() for p in pts)]
+  fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
+  axes = np.atleast_1d(axes)
+  for ax, m in zip(axes, names):
+    for label, pts in series.items():
+      x = [p[x_key] for p in pts]
+      v = np.array([p[m]["value"] for p in pts])
+      lo = np.array([p[m]["low"] for p in pts])
+      hi = np.array([p[m]["high"] for p in pts])
+      ax.errorbar(x, v, yerr=[v - lo, hi - v], marker="o", capsize=3,
+                  label=label)
+    if m in truth:
+      ax.axhline(truth[m]["value"], color="green", ls="--", lw=1,
+                 label="ground truth")
+    ax.set_xlabel(xlabel)
+    ax.set_title(m)
+  axes[0].legend(fontsize=8)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -69,34 +69,41 @@ def _label(rec, field: str, names) -> str:
   return _text(v)
 
 
+def conversations(config, sample_rate: int, split: str = "validation"
+                  ) -> list[tuple[str, str, list[Turn]]]:
+  """(conversation id, arc, its turns in order) of a split, by id."""
+  src = registry.source(config, split)
+  if len(src) == 0:
+    raise PromptSetError(f"{registry.dataset_dir(config)}: the {split} split "
+                         "is empty; no prompts to evaluate")
+  emotions = label_names(config, "emotion")
+  arcs = label_names(config, "arc")
+  convs = turn_positions(src)
+  out = []
+  for cid in sorted(convs):
+    recs = [src[p] for p in convs[cid]]
+    turns = [Turn(int(r["speaker_id"]), _text(r["text"]).strip(),
+                  registry.record_audio(r, sample_rate),
+                  _label(r, "emotion", emotions), int(r["turn_index"]))
+             for r in recs]
+    out.append((cid, _label(recs[0], "arc", arcs), turns))
+  return out
+
+
 def build_prompts(config, n: int | None, sample_rate: int,
                   context_turns: int | None = None,
                   split: str = "validation") -> list[Prompt]:
   """Up to ``n`` prompts (all when None) of the config's held-out split."""
   if n is not None and n < 1:
     raise PromptSetError(f"--prompts: must be at least 1, got {n}")
-  src = registry.source(config, split)
-  if len(src) == 0:
-    raise PromptSetError(f"{registry.dataset_dir(config)}: the {split} split "
-                         "is empty; no prompts to evaluate")
   k = config.data.context_turns if context_turns is None else context_turns
-  emotions = label_names(config, "emotion")
-  arcs = label_names(config, "arc")
-  convs = turn_positions(src)
   per_conv = []
-  for cid in sorted(convs):
-    pos = convs[cid]
-    recs = [src[p] for p in pos]
-    turns = [Turn(int(r["speaker_id"]), _text(r["text"]).strip(),
-                  registry.record_audio(r, sample_rate),
-                  _label(r, "emotion", emotions), int(r["turn_index"]))
-             for r in recs]
+  for cid, arc, turns in conversations(config, sample_rate, split):
     chosen = []
     for i, t in enumerate(turns):
       ctx = turns[max(0, i - k):i]
       if t.text and any(c.speaker == t.speaker for c in ctx):
-        chosen.append(Prompt(f"{cid}/{t.turn_index}", cid, t, ctx,
-                             _label(recs[i], "arc", arcs)))
+        chosen.append(Prompt(f"{cid}/{t.turn_index}", cid, t, ctx, arc))
     per_conv.append(chosen)
   prompts = []
   while any(per_conv) and (n is None or len(prompts) < n):

@@ -14,7 +14,13 @@ its prefix and the newest turns as its context, as the model was trained.
 reads its text, and it stays out of the prompt (whose turns need frames).
 ``run_script`` is ``python -m csm_jax.generate --conversation=script.jsonl``:
 one turn per line, ``{"speaker": 0, "text": ..., "audio": "a.wav"}`` for a
-recorded turn, without ``audio`` for one the model speaks.
+recorded turn, without ``audio`` for one the model speaks; it writes a wav
+per spoken turn and ``dialogue.wav``, every turn in order.
+
+Between replies the conversation keeps the backbone's KV cache
+(``inference.prefix_cache``): a reply prefills only its own text rows, the
+turns that leave the window leave the cache, and the memory's prefix is
+rewritten, so the cost of a turn does not grow with the conversation.
 """
 
 from __future__ import annotations
@@ -30,15 +36,23 @@ from csm_jax.inference.cli import (GenerationError, RequestError,
                                    check_sampling, jsonl_turns)
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
 from csm_jax.inference.memory import MemoryTurn
+from csm_jax.inference.prefix_cache import PromptCache
 from csm_jax.model import memory as memory_lib
+
+
+DIALOGUE_GAP_S = 0.3   # silence between turns in dialogue.wav
 
 
 class Conversation:
   """Turns and memory of one conversation (see the module docstring)."""
 
   def __init__(self, generator: Generator, sampling: Sampling = Sampling(),
-               context_turns: int | None = None):
+               context_turns: int | None = None, prefix_cache: bool = True):
     self.gen, self.sampling = generator, sampling
+    # Replies decode from the kept KV cache (inference.prefix_cache); the
+    # prosody stream's columns are not cached, so it prefills every reply.
+    self.cache = (PromptCache(generator)
+                  if prefix_cache and generator.bins is None else None)
     self.context_turns = (generator.config.data.context_turns
                           if context_turns is None else int(context_turns))
     self.turns: list[ContextTurn] = []
@@ -81,30 +95,45 @@ class Conversation:
     spoken = [t for t in self.turns if t.codes is not None]
     return spoken[-self.context_turns:] if self.context_turns else []
 
-  def reply(self, text: str, speaker: int) -> dict:
+  def reply(self, text: str, speaker: int, allow_empty: bool = False
+            ) -> dict:
     """The model says ``text`` as ``speaker``; the reply becomes a turn.
 
-    Returns {"audio", "codes", "seconds", "eos", "memory_turns"}.
+    Returns {"audio", "codes", "seconds", "eos", "memory_turns",
+    "first_chunk_s"}. A reply of no frame is an error, or with
+    ``allow_empty`` a turn known by its words only.
     """
     self._check(text, speaker)
     check_sampling(self.gen, self.sampling)
     request = (text, int(speaker), self.context())
     if self.memory is not None:
       request = request + (self.memory,)
-    chunks = [c[0] for c in self.gen.stream_batch([request], self.sampling)
-              if c[0] is not None]
+    final = {}
+    if self.cache is None:
+      stream = self.gen.stream_batch([request], self.sampling)
+    else:
+      state = self.cache.prepare(request[2], text, int(speaker), self.memory,
+                                 self.sampling)
+      stream = self.gen.decode_from(state, request, self.sampling, final)
+    chunks = [c[0] for c in stream if c[0] is not None]
     codes = (np.concatenate([c.codes for c in chunks]) if chunks
              else np.zeros((0, self.gen.n), np.int32))
-    if not len(codes):
+    if not len(codes) and not allow_empty:
       raise GenerationError(f"turn {len(self.turns)}: no audio was generated "
                             "(the model ended speech at the first frame)")
-    audio = np.concatenate([c.audio for c in chunks])
-    turn = ContextTurn(int(speaker), text, audio=audio, codes=codes)
+    audio = (np.concatenate([c.audio for c in chunks]) if chunks
+             else np.zeros((0,), np.float32))
+    turn = (ContextTurn(int(speaker), text, audio=audio, codes=codes)
+            if len(codes) else ContextTurn(int(speaker), text))
+    if self.cache is not None:
+      self.cache.finish(final.get("state", state), turn if len(codes) else None,
+                        len(codes))
     self._remember(turn)
     self.turns.append(turn)
     return {"audio": audio, "codes": codes,
             "seconds": len(codes) * self.gen.frame_seconds,
             "eos": any(c.eos for c in chunks),
+            "first_chunk_s": chunks[0].elapsed_s if chunks else float("nan"),
             "memory_turns": (0 if self.memory is None
                              else int(np.asarray(self.memory.turns)[0]))}
 
@@ -148,26 +177,37 @@ def run_script(gen: Generator, path: str, out_dir: str,
   turns = read_script(path) if turns is None else turns
   base = os.path.dirname(path)
   os.makedirs(out_dir, exist_ok=True)
+  sr = gen.codec.sample_rate
   conv = Conversation(gen, sampling)
-  rows = []
+  rows, dialogue = [], []
+  gap = np.zeros((int(DIALOGUE_GAP_S * sr),), np.float32)
   for i, t in enumerate(turns):
     if t.get("audio"):
       p = t["audio"] if os.path.isabs(t["audio"]) else os.path.join(
           base, t["audio"])
-      conv.add_turn(t["text"], t["speaker"],
-                    load_audio(p, gen.codec.sample_rate))
+      audio = load_audio(p, sr)
+      conv.add_turn(t["text"], t["speaker"], audio)
       rows.append({"turn": i, "speaker": t["speaker"], "audio": p})
+      dialogue += [np.clip(audio, -1.0, 1.0), gap]
       continue
     out = conv.reply(t["text"], t["speaker"])
     wav = os.path.join(out_dir, f"{i:03d}_speaker{t['speaker']}.wav")
-    write_wav(wav, np.clip(out["audio"], -1.0, 1.0), gen.codec.sample_rate)
+    audio = np.clip(out["audio"], -1.0, 1.0)
+    write_wav(wav, audio, sr)
+    dialogue += [audio, gap]
     rows.append({"turn": i, "speaker": t["speaker"], "out": wav,
                  "seconds": round(out["seconds"], 3), "eos": out["eos"],
+                 "first_audio_s": round(out["first_chunk_s"], 4),
                  "memory_turns": out["memory_turns"]})
-    print(f"turn {i}: speaker {t['speaker']}, {out['seconds']:.2f} s -> "
-          f"{wav}", file=progress, flush=True)
-  summary = {"script": path, "turns": rows,
-             "memory": gen.memory is not None}
+    print(f"turn {i}: speaker {t['speaker']}, {out['seconds']:.2f} s, first "
+          f"audio after {1e3 * out['first_chunk_s']:.0f} ms -> {wav}",
+          file=progress, flush=True)
+  whole = os.path.join(out_dir, "dialogue.wav")
+  write_wav(whole, np.concatenate(dialogue).astype(np.float32), sr)
+  summary = {"script": path, "turns": rows, "dialogue": whole,
+             "memory": gen.memory is not None,
+             "prefix_cache": None if conv.cache is None
+             else dict(conv.cache.stats)}
   with open(os.path.join(out_dir, "conversation.json"), "w",
             encoding="utf-8") as f:
     json.dump(summary, f, indent=2)

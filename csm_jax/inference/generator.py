@@ -369,16 +369,29 @@ class Generator:
                for c, sk in zip(controls, sketches)]
     yield from self._stream(requests, s, styles, sketches, stop_at=stop_at)
 
+  def reserve_frames(self, s: Sampling) -> int:
+    """Rows a prompt leaves free for the frames ``s`` may generate."""
+    return min(self.max_frames(s), self.max_len // 2)
+
+  def max_frames(self, s: Sampling) -> int:
+    return max(1, int(round(s.max_seconds / self.frame_seconds)))
+
   def _stream(self, requests, s: Sampling, styles, sketches,
-              audio: bool = True, stop_at=None):
+              audio: bool = True, stop_at=None, state=None, final=None):
+    """The decoding loop; ``state``: a prepared generation state (prompt
+    already in the cache, ``prefix_cache``) instead of a prefill of the
+    requests; ``final`` (a dict) receives the state after the last chunk."""
     t0 = time.perf_counter()
-    max_frames = max(1, int(round(s.max_seconds / self.frame_seconds)))
-    reserve = min(max_frames, self.max_len // 2)
-    prompts = [self.prompt_rows(t, spk, ctx, reserve=reserve)
-               for t, spk, ctx, *_ in requests]
-    batch = self._batch(prompts, reserve)
-    state = self._prefill(self.params, batch, self._memory_prefix(requests))
-    budget = min(max_frames, self.max_len - batch["positions"].shape[1])
+    max_frames = self.max_frames(s)
+    if state is None:
+      reserve = self.reserve_frames(s)
+      prompts = [self.prompt_rows(t, spk, ctx, reserve=reserve)
+                 for t, spk, ctx, *_ in requests]
+      batch = self._batch(prompts, reserve)
+      state = self._prefill(self.params, batch,
+                            self._memory_prefix(requests))
+    budget = min(max_frames, self.max_len + self.prefix_slots
+                 - int(state["length"]))
     temps = np.full((self.n,), s.temperature, np.float32)
     if s.codebook_temperatures is not None:
       temps[:len(s.codebook_temperatures)] = s.codebook_temperatures
@@ -450,19 +463,45 @@ class Generator:
           cut = stop[b] - (made - frames)
           eos = np.asarray([cut]) if not len(eos) else np.minimum(eos, cut)
         if len(eos):
-          c, done[b] = c[:eos[0]], True
           tok = None if tok is None else tok[:eos[0]]
-        pcm = (decoders[b].push(c) if decoders[b] is not None and len(c)
-               else np.zeros((0,), np.float32))
-        if decoders[b] is not None and len(c):
-          silent[b] = self._silent_run(pcm, len(c), silent[b], s.silence_db)
-          if silent[b] >= silence_frames:
-            done[b] = True
+        c, pcm, silent[b], ended = self.push_frames(
+            c, eos, decoders[b], silent[b], s, silence_frames)
+        done[b] = done[b] or ended
         chunk_out.append(Chunk(c, pcm, time.perf_counter() - t0,
                                eos=bool(len(eos)), prosody=tok,
                                style=None if chosen is None
                                else int(chosen[b])))
+      if final is not None:
+        final.update(state=state, made=made)
       yield chunk_out
+
+  def decode_from(self, state: dict, request, sampling: Sampling,
+                  final: dict | None = None):
+    """Chunks of one request whose prompt is already in ``state`` (a
+    conversation's kept cache, ``inference.prefix_cache``); ``final``
+    receives the state after the last chunk. Models without the prosody
+    stream only."""
+    if self.bins is not None:
+      raise ProsodyError("a kept prompt cache does not hold the prosody "
+                         "stream's columns; prefill instead")
+    self._controls(1, sampling, None)
+    yield from self._stream([request], sampling, None, None, state=state,
+                            final=final)
+
+  def push_frames(self, c, eos, decoder, silent: int, s: Sampling,
+                  silence_frames: int):
+    """One request's frames ``c`` of a chunk, cut at the first end of
+    speech in ``eos`` (frame indices) and decoded to audio; the run of
+    silent frames is updated. Returns (codes, pcm, silent run, ended)."""
+    ended = bool(len(eos))
+    if ended:
+      c = c[:eos[0]]
+    pcm = (decoder.push(c) if decoder is not None and len(c)
+           else np.zeros((0,), np.float32))
+    if decoder is not None and len(c):
+      silent = self._silent_run(pcm, len(c), silent, s.silence_db)
+      ended = ended or silent >= silence_frames
+    return c, pcm, silent, ended
 
   def _silent_run(self, audio, n_frames, run, db):
     per = len(audio) // max(n_frames, 1)

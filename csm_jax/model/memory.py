@@ -10,6 +10,10 @@ Pure functions of an explicit ``MemoryState`` (no state hides in modules):
   read(m, n) = m / (1 - gamma^n)   (the decay-weighted mean of the n turns
                written so far; 0 before any) -> one prefix vector per slot
 
+A slot with gamma = 1 (no decay) keeps the sum, m_t = m_{t-1} + f, and
+reads m / n: the plain mean, the limit of the formula above. A bank with 0
+slots is off: it has no parameters and puts no prefix vector.
+
 Each slot has its own decay (``config.memory.decays``: fixed, or learned as
 a sigmoid per slot). A turn is encoded by the backbone over that turn's
 rows alone, with no prefix, so writing a turn costs the same whatever the
@@ -72,7 +76,12 @@ class MemoryBank(nnx.Module):
   def __init__(self, bank, width: int, dim: int, prec: Precision,
                rngs: nnx.Rngs, features: int = 0):
     s = int(bank.slots)
-    self.slots, self.dim = s, dim
+    self.slots, self.dim, self.query_width = s, dim, width
+    self.dtype = prec.dtype
+    self.learned = bool(bank.learned)
+    self.fixed = tuple(float(g) for g in memory_config.decays(bank))
+    if not s:
+      return
     self.query = param(rngs, (s, width), (None, "embed"), prec,
                        std=1.0 / math.sqrt(width))
     self.write_proj = param(rngs, (width, s, dim), ("embed", None, None),
@@ -83,24 +92,26 @@ class MemoryBank(nnx.Module):
     self.read_proj = param(rngs, (s, dim, width), (None, None, "embed"), prec,
                            std=1.0 / math.sqrt(dim))
     self.slot_embed = param(rngs, (s, width), (None, "embed"), prec)
-    gammas = memory_config.decays(bank)
-    self.learned = bool(bank.learned)
     if self.learned:
       self.decay_logit = nnx.Param(
-          jnp.asarray([_logit(g) for g in gammas], jnp.float32),
+          jnp.asarray([_logit(g) for g in self.fixed], jnp.float32),
           logical_axes=(None,))
-    else:
-      self.fixed = tuple(float(g) for g in gammas)
-    self.dtype = prec.dtype
 
   def gamma(self) -> jax.Array:
     """(slots,) decays, float32."""
-    if self.learned:
+    if self.learned and self.slots:
       return jax.nn.sigmoid(self.decay_logit[...].astype(jnp.float32))
-    return jnp.asarray(self.fixed, jnp.float32)
+    return jnp.asarray(self.fixed, jnp.float32).reshape(self.slots)
+
+  def _no_decay(self) -> jax.Array:
+    """(slots,) bool: the slots that keep the plain mean (gamma = 1)."""
+    return jnp.asarray([g >= 1.0 and not self.learned for g in self.fixed],
+                       bool).reshape(self.slots)
 
   def encode(self, h, rows, features=None, present=None) -> jax.Array:
     """f(turn) (B, S, D) from states h (B, R, W) over ``rows`` (B, R)."""
+    if not self.slots:
+      return jnp.zeros((h.shape[0], 0, self.dim), jnp.float32)
     dt = self.dtype
     h = h.astype(dt)
     q = self.query[...].astype(dt)
@@ -120,7 +131,8 @@ class MemoryBank(nnx.Module):
   def write(self, m, f, valid) -> jax.Array:
     """m' = gamma m + (1 - gamma) f where ``valid`` (B,); else m."""
     g = self.gamma()[None, :, None]
-    new = g * m + (1.0 - g) * f.astype(jnp.float32)
+    keep_all = self._no_decay()[None, :, None]
+    new = g * m + jnp.where(keep_all, 1.0, 1.0 - g) * f.astype(jnp.float32)
     return jnp.where(valid[:, None, None], new, m)
 
   def readout(self, m, n) -> jax.Array:
@@ -129,12 +141,16 @@ class MemoryBank(nnx.Module):
     power = self.gamma()[None, :] ** jnp.maximum(n, 1)[:, None].astype(
         jnp.float32)
     # A safe denominator where nothing was written keeps gradients finite.
-    denom = jnp.where(seen, 1.0 - power, 1.0)
+    count = jnp.maximum(n, 1)[:, None].astype(jnp.float32)
+    denom = jnp.where(seen, jnp.where(self._no_decay()[None, :], count,
+                                      1.0 - power), 1.0)
     return jnp.where(seen[..., None], m / denom[..., None], 0.0)
 
   def prefix(self, m, n) -> jax.Array:
     """Prefix vectors (B, S, W): the readout projected, plus slot embeddings."""
     dt = self.dtype
+    if not self.slots:
+      return jnp.zeros((m.shape[0], 0, self.query_width), dt)
     r = self.readout(m, n).astype(dt)
     out = jnp.einsum("bsd,sdw->bsw", r, self.read_proj[...].astype(dt))
     return out + self.slot_embed[...].astype(dt)[None]

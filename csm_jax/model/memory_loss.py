@@ -155,6 +155,8 @@ def memory_csm_loss(model, batch, rng, decoder_fraction: float,
   metrics["memory/turns"] = jnp.mean(state.turns.astype(jnp.float32))
   for name in ("semantic", "prosodic"):
     bank = getattr(mem, name)
+    if not bank.slots:   # the bank is off: nothing to log
+      continue
     metrics[f"memory/{name}_norm"] = jnp.mean(
         jnp.linalg.norm(getattr(state, name), axis=-1))
     metrics[f"memory/{name}_gamma_mean"] = jnp.mean(bank.gamma())

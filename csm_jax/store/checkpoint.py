@@ -226,7 +226,7 @@ class Saver:
   def _failed(self, step, e: BaseException) -> SaveFailed:
     why = ("no space left on device" if _no_space(e)
            else reason(e, 200))
-    committed = [int(s) for s in _committed_steps(self.directory)
+    committed = [int(s) for s in committed_steps(self.directory)
                  if s != step]
     last = (f"the last committed checkpoint is step {max(committed)}, run "
             "again to resume from it" if committed
@@ -284,7 +284,7 @@ class Saver:
       logging.warning("closing the checkpoint manager: %s", _first_line(e))
 
 
-def _committed_steps(directory: str) -> list[int]:
+def committed_steps(directory: str) -> list[int]:
   try:
     names = os.listdir(directory)
   except OSError:

@@ -6,6 +6,7 @@ that read it (generation, export, evaluation) agree by construction.
 
 from __future__ import annotations
 
+import json
 import os
 
 RUN_CONFIG = "run_config.json"    # the run's whole config (workdir)
@@ -55,9 +56,25 @@ def run_codec_dir(config, workdir: str) -> str | None:
     return config.data.codec_dir
   # A fine-tuned model speaks with the codec of the model it started from.
   source = config.train.get("init_from", "")
-  if source and os.path.isdir(os.path.join(absolute(source), EXPORT_CODEC)):
-    return os.path.join(absolute(source), EXPORT_CODEC)
-  return own_codec_export(workdir)
+  found = codec_of_run(absolute(source)) if source else None
+  return found or own_codec_export(workdir)
+
+
+def codec_of_run(directory: str) -> str | None:
+  """The codec a run or export speaks with: an export's own codec, a
+  workdir's trained codec, or the codec directory its config names."""
+  from csm_jax.codec.io import is_codec_dir  # pylint: disable=g-import-not-at-top
+  for candidate in (os.path.join(directory, EXPORT_CODEC),
+                    own_codec_export(directory)):
+    if is_codec_dir(candidate):
+      return candidate
+  try:
+    with open(os.path.join(directory, RUN_CONFIG)) as f:
+      given = json.load(f).get("data", {}).get("codec_dir", "")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return given if isinstance(given, str) and given and is_codec_dir(given) \
+      else None
 
 
 def tokenizer_path(directory: str) -> str | None:

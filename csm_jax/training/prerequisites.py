@@ -45,8 +45,7 @@ def codec_task(config) -> CodecTask:
 
 def ensure_codec(config, workdir: str) -> str:
   """Directory of the codec to tokenize with; trains it when missing."""
-  pretrained = _pretrained_file(
-      config, lambda d: os.path.join(d, layout.EXPORT_CODEC))
+  pretrained = _pretrained_file(config, layout.codec_of_run)
   if not config.data.codec_dir and pretrained and is_codec_dir(pretrained):
     return pretrained
   if config.data.codec_dir:

@@ -98,8 +98,9 @@ class StateBuilder:
   def _load_pretrained(self, state: dict, shardings: dict) -> dict:
     """``state`` with every weight the export or workdir ``init_from`` has.
 
-    Only LoRA adapters may be missing from it (they start as a no-op);
-    the optimizer state stays fresh. A weight of another shape, or a
+    Only LoRA adapters may be missing from it (they start as a no-op), and
+    the memory block (``model.memory``) when the source has none: a
+    trained CSM gains a fresh memory. The optimizer state stays fresh. A weight of another shape, or a
     model field of another value, is an error naming it.
     """
     config = self.task.config
@@ -107,8 +108,10 @@ class StateBuilder:
     mine = schema.structural_fields(config).get("model", {})
     theirs = schema.structural_fields(source.config).get("model", {})
     # Stored precision is cast on load; everything else must agree.
+    adds_memory = "memory" in mine and "memory" not in theirs
     diffs = [k for k in sorted(mine)
-             if k != "param_dtype" and mine[k] != theirs.get(k)]
+             if k != "param_dtype" and mine[k] != theirs.get(k)
+             and not (k == "memory" and adds_memory)]
     if diffs:
       raise schema.ConfigError(
           "train.init_from", f"{self.init_from} holds a model of another "
@@ -122,7 +125,8 @@ class StateBuilder:
     def take(path, leaf, sharding):
       name = models.dotted(path)
       if name not in weights:
-        if name.endswith((".lora_a", ".lora_b")):
+        if name.endswith((".lora_a", ".lora_b")) or (
+            adds_memory and name.startswith("memory.")):
           return leaf
         raise schema.ConfigError(
             "train.init_from", f"{self.init_from} has no weight {name}")

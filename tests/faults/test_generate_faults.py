@@ -69,6 +69,7 @@ def test_bad_request_files_and_paths(run, tmp_path):
     ("--min_seconds=2", "--min_seconds must be below --max_seconds"),
     ("--top_p=0", "--top_p must be in (0, 1]"),
     ("--levelz=2", "Unknown command line flag 'levelz'"),
+    ("--latency_budget_ms=0", "--latency_budget_ms must be > 0"),
 ])
 def test_bad_flags_fail_as_they_are_parsed(run, flag, words, tmp_path):
   r = _generate(run, "--text=Hi.", "--max_seconds=1", flag,

@@ -115,3 +115,18 @@ def test_init_from_a_model_of_another_shape_is_refused(base_export, tmp_path):
   with pytest.raises(schema.ConfigError, match=r"config\.train\.init_from: "
                      r".* another config \(model\.backbone"):
     train_and_evaluate(c, str(tmp_path / "w"))
+
+
+def test_a_trained_model_gains_a_fresh_memory(base_export, tmp_path):
+  from tests.memory.helpers import memory_config  # pylint: disable=g-import-not-at-top
+  c = memory_config(enabled=True)
+  c.train.steps, c.train.ckpt_every, c.train.lr = 1, 1, 1e-12
+  c.train.init_from = str(base_export)
+  train_and_evaluate(c, str(tmp_path / "mem"))
+  got = models.flatten(restore_params(str(tmp_path / "mem")).params["model"])
+  base = models.flatten(restore_params(str(base_export)).params["model"])
+  assert any(k.startswith("memory.") for k in got)
+  # Every weight the source has is the source's (one step at lr 1e-12).
+  for k, v in base.items():
+    np.testing.assert_allclose(np.asarray(got[k]), np.asarray(v), atol=1e-6)
+  assert sorted(k for k in got if not k.startswith("memory.")) == sorted(base)

@@ -146,7 +146,13 @@ def test_a_conversation_script_is_played_turn_by_turn(tmp_path):
   spoken = [t for t in out["turns"] if "out" in t]
   assert [t["memory_turns"] for t in spoken] == [2, 3]
   assert (tmp_path / "out" / "001_speaker1.wav").exists()
-  assert json.loads((tmp_path / "out" / "conversation.json").read_text())
+  summary = json.loads((tmp_path / "out" / "conversation.json").read_text())
+  assert summary["prefix_cache"]["rows_reused"] > 0
+  # The whole dialogue: the recorded turn, the two replies and three gaps.
+  from csm_jax.audio.io import load_audio
+  whole = load_audio(str(tmp_path / "out" / "dialogue.wav"), SR)
+  expected = 6 * HOP + sum(int(round(t["seconds"] * SR)) for t in spoken)
+  assert len(whole) == expected + 3 * int(conv_lib.DIALOGUE_GAP_S * SR)
   bad = tmp_path / "bad.jsonl"
   bad.write_text('{"speaker": -1, "text": "x"}\n')
   with pytest.raises(RequestError, match="line 1"):

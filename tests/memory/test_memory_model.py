@@ -203,3 +203,59 @@ def test_a_state_of_another_memory_config_is_refused():
   model.memory.check_state(back)
   with pytest.raises(memory_lib.MemoryStateError):
     other.memory.check_state(back)
+
+
+def test_a_slot_without_decay_keeps_the_plain_mean():
+  bank, _ = _bank(2, 1.0, 1.0, False)
+  np.testing.assert_array_equal(bank.gamma(), [1.0, 1.0])
+  rng = np.random.default_rng(1)
+  fs = [jnp.asarray(rng.normal(size=(1, 2, 4)), jnp.float32)
+        for _ in range(5)]
+  m = jnp.zeros((1, 2, 4))
+  for f in fs:
+    m = bank.write(m, f, jnp.ones((1,), bool))
+  read = bank.readout(m, jnp.asarray([5]))
+  np.testing.assert_allclose(read, np.mean(np.stack(fs), axis=0), rtol=1e-5,
+                             atol=1e-6)
+  # Below 1 the same slots would forget: the readout weights turns unequally.
+  fading, _ = _bank(2, 0.5, 0.9, False)
+  m = jnp.zeros((1, 2, 4))
+  for f in fs:
+    m = fading.write(m, f, jnp.ones((1,), bool))
+  assert not np.allclose(fading.readout(m, jnp.asarray([5])),
+                         np.mean(np.stack(fs), axis=0), atol=1e-3)
+
+
+def test_a_bank_of_zero_slots_is_off():
+  c = cfg(semantic__slots=0)
+  memory_config.validate(c, _raise)
+  model = build(c)
+  mem = model.memory
+  assert mem.n_prefix == c.model.memory.prosodic.slots
+  names = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(
+      nnx.state(model, nnx.Param))}
+  assert not any(n.startswith("memory.semantic.") for n in names)
+  assert any(n.startswith("memory.prosodic.") for n in names)
+  state = mem.init_state(2)
+  assert state.semantic.shape == (2, 0, mem.dim)
+  assert mem.prefix(state).shape == (2, mem.n_prefix, c.model.backbone.width)
+  both_off = cfg(semantic__slots=0, prosodic__slots=0)
+  with pytest.raises(ValueError, match="both banks are off"):
+    memory_config.validate(both_off, _raise)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(semantic__decay_fast=0.5, semantic__decay_slow=1.0),
+     "without decay has decay_fast = decay_slow = 1"),
+    (dict(prosodic__decay_fast=1.0, prosodic__decay_slow=1.0,
+          prosodic__learned=True), "learned decay is a sigmoid"),
+    (dict(semantic__decay_fast=1.2, semantic__decay_slow=1.2),
+     r"in \(0, 1\]")])
+def test_decays_of_one_are_checked(fields, message):
+  with pytest.raises(ValueError, match=message):
+    memory_config.validate(cfg(**fields), _raise)
+
+
+def _raise(cond, field, message):
+  if not cond:
+    raise ValueError(f"{field}: {message}")

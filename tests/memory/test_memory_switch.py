@@ -88,9 +88,9 @@ def test_structural_fields_record_the_memory_when_on():
 
 
 @pytest.mark.parametrize("override, field", [
-    ("model.memory.semantic.decay_fast=1.0", "model.memory.semantic.decay_fast"),
+    ("model.memory.semantic.decay_fast=1.5", "model.memory.semantic.decay_fast"),
     ("model.memory.prosodic.decay_slow=0.5", "model.memory.prosodic.decay_slow"),
-    ("model.memory.semantic.slots=0", "model.memory.semantic.slots"),
+    ("model.memory.semantic.slots=65", "model.memory.semantic.slots"),
     ("model.memory.grad_turns=9", "model.memory.grad_turns"),
     ("model.memory.turn_rows=2", "model.memory.turn_rows"),
     ("model.memory.dynamics_weight=-1.0", "model.memory.dynamics_weight"),
