@@ -48,6 +48,11 @@ def _read_json(path: str, what: str):
     raise RunConfigError(f"{path} is not a readable JSON {what}: {e}") from e
 
 
+# Sections every reader of a task's config relies on.
+_REQUIRED_SECTIONS = {"csm": ("model", "data", "train"),
+                      "codec": ("codec", "data", "train")}
+
+
 def load_config_json(path: str) -> ml_collections.ConfigDict:
   """A config written by ``save_run_config`` or an export, as a ConfigDict."""
   if not os.path.exists(path):
@@ -62,6 +67,18 @@ def load_config_json(path: str) -> ml_collections.ConfigDict:
   if bad:
     raise RunConfigError(f"{path} is not a csm_jax config: section "
                          f"{bad[0]!r} is not a mapping")
+  missing = [k for k in _REQUIRED_SECTIONS.get(raw["task"], ())
+             if k not in raw]
+  if missing:
+    raise RunConfigError(f"{path} is not a csm_jax config: a "
+                         f"{raw['task']!r} config has no section "
+                         f"{missing[0]!r}")
+  model = raw.get("model", {})
+  nested = [k for k in ("backbone", "decoder")
+            if k in model and not isinstance(model[k], dict)]
+  if nested:
+    raise RunConfigError(f"{path} is not a csm_jax config: section "
+                         f"'model.{nested[0]}' is not a mapping")
   return config_from_json_dict(raw)
 
 

@@ -153,7 +153,11 @@ def test_a_broken_tokenizer_or_checkpoint_is_one_line(run, tmp_path):
 @pytest.mark.parametrize("content,words", [
     ("{not json", "is not a readable JSON config"),
     ('{"model": 3}', "is not a csm_jax config: it names no task"),
-    ('{"task": "csm", "model": 3}', "section 'model' is not a mapping")])
+    ('{"task": "csm", "model": 3}', "section 'model' is not a mapping"),
+    ('{"task": "csm", "model": {"backbone": 3}}',
+     "a 'csm' config has no section 'data'"),
+    ('{"task": "csm", "model": {"backbone": 3}, "data": {}, "train": {}}',
+     "section 'model.backbone' is not a mapping")])
 def test_a_run_config_that_is_not_ours_is_one_line(run, tmp_path, content,
                                                    words):
   wd = _copy(run, tmp_path / "cfg")
