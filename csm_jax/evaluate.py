@@ -21,6 +21,11 @@
   --suite=codec_curve  the codec's ceiling (CER, WER, speaker similarity of
                        its resynthesis) at every checkpoint of the codec
                        run (RUN/codec or --codec_run)
+  --suite=levels       quality (model and codec resynthesis: CER, WER,
+                       speaker similarity, end of speech) and speed (time
+                       to first audio, ms/frame) against the number of
+                       codebooks generated (--levels, default 1, 2, 4, ...
+                       and all)
   --compare=RUN2       paired differences against a second run (same codec)
 
 RUN is a training workdir or an export. The recognizer, speaker encoder
@@ -42,7 +47,7 @@ _OUT = flags.DEFINE_string("out", None, "Report directory (default: "
                            "<checkpoint>/eval/<suite>).")
 _SUITE = flags.DEFINE_enum(
     "suite", "quick", ["quick", "full", "experiment1", "experiment2",
-                       "experiment3", "curve", "codec_curve"],
+                       "experiment3", "curve", "codec_curve", "levels"],
     "What to run.")
 _COMPARE = flags.DEFINE_string(
     "compare", None, "A second run for paired differences (experiment3: the "
@@ -64,7 +69,19 @@ _VARIANTS = flags.DEFINE_list(
 _CONVERSATIONS = flags.DEFINE_integer(
     "conversations", None, "experiment2: at most this many held-out "
     "conversations (default: all with enough turns).")
+_LEVELS = flags.DEFINE_list(
+    "levels", None, "levels: the codebook counts to compare (default 1, 2, "
+    "4, ... and the model's all).")
 flags.mark_flag_as_required("checkpoint")
+
+
+def _parse_levels(values):
+  if not values:
+    return None
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f"--levels: integers, got {','.join(values)}")
 
 
 def main(argv):
@@ -101,6 +118,12 @@ def main(argv):
     learning_curve(_CKPT.value, out, n_prompts=_PROMPTS.value or 12,
                    seed=_SEED.value)
     print(f"curve: {os.path.join(out, 'curve.png')}")
+    return
+  if _SUITE.value == "levels":
+    from csm_jax.eval.levels import levels_curve
+    levels_curve(_CKPT.value, out, levels=_parse_levels(_LEVELS.value),
+                 n_prompts=_PROMPTS.value or 12, seed=_SEED.value)
+    print(f"levels: {os.path.join(out, 'levels.md')}")
     return
   from csm_jax.eval.evaluate import evaluate
   evaluate(_CKPT.value, out, _SUITE.value, _COMPARE.value, seed=_SEED.value,

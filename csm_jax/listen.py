@@ -116,6 +116,11 @@ def _serve() -> None:
                  f"({getattr(e, 'strerror', None) or e})") from None
   host, port = httpd.server_address[:2]
   signal.signal(signal.SIGTERM, _interrupt)
+  # Started in the background by a non-interactive shell (or by a parent
+  # that ignores Ctrl-C) the process inherits SIGINT ignored, and Python
+  # then installs no KeyboardInterrupt: Ctrl-C or kill -INT would not stop
+  # the server.
+  signal.signal(signal.SIGINT, _interrupt)
   try:
     print(f"test {ps.name!r}: {len(ps.items)} items, "
           f"{the_app.info()['trials']} trials per session "

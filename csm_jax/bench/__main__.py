@@ -5,7 +5,8 @@ Subcommands:
           machine's matmul peak measured in the same run.
   generate  ms per frame, real-time factor, first-chunk latency and the
           ratio to the memory-bandwidth floor (random weights, or --workdir's
-          trained ones); batch scaling and speculative depth decoding on/off.
+          trained ones); batch scaling, speculative depth decoding on/off,
+          and the released CSM's eager PyTorch loop at the same dims.
   gpu     one accelerator's figures in one JSON (--json): CSM-1B bf16
           generation at batch 1 and 8, speculative on/off, train-step MFU,
           codec RTF (see csm_jax.bench.gpu_bench); --dims=debug on CPU.
@@ -51,6 +52,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None,
                                "data: a CSM run directory to read from; "
                                "generate: time its trained weights; "
                                "speculative: the run (or export) to load.")
+_REFERENCE = flags.DEFINE_bool(
+    "torch_reference", True, "generate: also time the released CSM's eager "
+    "PyTorch frame loop at the same dims (needs torch: the interop extra; "
+    "seconds per frame at CSM-1B dims).")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
 _DIMS = flags.DEFINE_enum("dims", "csm_1b", ["csm_1b", "debug"],
                           "gpu: model dims (debug: a CPU check).")
@@ -85,7 +90,8 @@ def main(argv):
                             frames_per_call=_FRAMES_PER_CALL.value,
                             repeats=_REPEATS.value,
                             batches=tuple(int(b) for b in _BATCHES.value),
-                            draft=_DRAFT.value, model=model)
+                            draft=_DRAFT.value, model=model,
+                            reference=_REFERENCE.value)
   elif argv[1] == "gpu":
     from csm_jax.bench.gpu_bench import bench_gpu
     result = bench_gpu(_DIMS.value, json_path=_JSON.value,

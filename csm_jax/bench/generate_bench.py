@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from csm_jax.bench import torch_reference
+from csm_jax.config.errors import UsageError
 from csm_jax.inference import decode, speculative
 from csm_jax.model.csm import CSM
 from csm_jax.parallel.hardware import measured_bandwidth, timed
@@ -67,9 +69,10 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   calls = max(frames // frames_per_call, 1)
   rows = prompt_rows + frames_per_call * (2 + calls * repeats)
   if rows > config.model.max_seq_len:
-    raise ValueError(f"{repeats} repeats of {frames} frames after a "
+    raise UsageError(f"--repeats={repeats} of --frames={frames} after a "
                      f"{prompt_rows}-row prompt need {rows} cache rows; the "
-                     f"model has {config.model.max_seq_len}: time fewer")
+                     f"model has {config.model.max_seq_len} "
+                     "(model.max_seq_len): time fewer frames or repeats")
   max_len = rows + 8 if rows + 8 <= config.model.max_seq_len else rows
   temps = jnp.full((n,), 0.9, jnp.float32)
 
@@ -140,12 +143,34 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   return out
 
 
+def _reference_rows(config, frames, prompt_rows, repeats, top_k,
+                    frame_s) -> dict:
+  """The released CSM's eager PyTorch loop at the same dims (torchtune's
+  stack, and a lean one), timed like ours, and our speedup over each."""
+  if not torch_reference.available():
+    return {"torch_eager_ms_per_frame": "not measured: torch is not "
+                                        "installed (pip install -e .[interop])"}
+  out = {}
+  stacks = ["lean"] + (["torchtune"] if torch_reference.torchtune_available()
+                       else [])
+  for name in stacks:
+    ref = torch_reference.time_frames(config.model, frames=frames,
+                                      prompt_rows=prompt_rows,
+                                      repeats=repeats, top_k=top_k,
+                                      stack=name)
+    key = "torch_eager" if name == "lean" else "torchtune_eager"
+    out[f"{key}_ms_per_frame"] = 1e3 * ref["frame_s"]
+    out[f"{key}_spread"] = ref["spread"]
+    out[f"speedup_vs_{key}"] = ref["frame_s"] / frame_s
+  return out
+
+
 def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
                    frames_per_call: int = 1, top_k: int = 50,
                    compare_stacked: bool = True,
                    bandwidth_bytes: int = 1 << 30, repeats: int = 5,
                    batches=(1, 2, 4, 8), draft: int = 2,
-                   model=None) -> dict:
+                   model=None, reference: bool = True) -> dict:
   """Decoding speed of the generation layout (per-layer weights).
 
   With ``compare_stacked`` the training layout (stacked layers, sliced per
@@ -155,6 +180,10 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
   and its ratio to plain decoding, in the same run. ``model``: a trained
   CSM (stacked) instead of random weights: speculative decoding's speed
   depends on the acceptance, which random weights do not show.
+  ``reference``: with torch installed, the released CSM's eager frame loop
+  at the same dims (``torch_reference``) is timed too, and our speedup.
+  With dims as large as CSM-1B's that loop takes seconds per frame: pass
+  False to skip it.
   """
   from csm_jax.config.codec import frame_rate  # pylint: disable=g-import-not-at-top
   frame_seconds = 1.0 / frame_rate(config.codec)  # 80 ms for Mimi's 12.5 Hz
@@ -202,6 +231,9 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
     out[f"batch{b}_frames_per_s"] = b / r["frame_s"]
     out[f"batch{b}_spread"] = r["spread"]
     out[f"batch{b}_ratio_to_batch1"] = b * frame_s / r["frame_s"]
+  if reference:
+    out.update(_reference_rows(config, frames, prompt_rows, repeats, top_k,
+                               frame_s))
   if draft:
     spec = _time_decoding(fast, *opts, repeats=repeats, draft=draft)
     out["speculative_draft"] = draft

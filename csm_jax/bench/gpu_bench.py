@@ -69,7 +69,7 @@ def _generation(config, frames: int, repeats: int, draft: int,
   out = bench_generate(config, frames=frames, frames_per_call=1,
                        compare_stacked=False, repeats=repeats,
                        batches=(1, 8), draft=draft, model=model,
-                       bandwidth_bytes=bandwidth_bytes)
+                       bandwidth_bytes=bandwidth_bytes, reference=False)
   # Time to first audio: prefill + a first chunk of ``fpc`` frames (timed
   # above for one frame: add the other fpc - 1 at the steady rate) + the
   # codec turning that chunk into samples.

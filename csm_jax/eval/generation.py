@@ -91,11 +91,13 @@ def speak_prompts(gen, prompts: Sequence, sampling: Sampling,
                 styles if on else None)
 
 
-def resynthesize(codec, audios: Sequence[np.ndarray]) -> list:
-  """Each clip encoded and decoded by the codec, trimmed to its length."""
+def resynthesize(codec, audios: Sequence[np.ndarray],
+                 n_levels: int | None = None) -> list:
+  """Each clip encoded and decoded by the codec (from its first
+  ``n_levels`` levels; default all), trimmed to its length."""
   out = []
   for a in audios:
-    y = codec.decode(codec.encode(a))[:len(a)]
+    y = codec.decode(codec.encode(a, n_levels))[:len(a)]
     out.append(np.clip(y, -1.0, 1.0).astype(np.float32))
   return out
 

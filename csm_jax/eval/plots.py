@@ -207,14 +207,17 @@ def curves_with_intervals(series: dict, x_key: str, scores, truth: dict,
                           xlabel: str, title: str, path: str) -> None:
   """One panel per score: each series' points (dicts of ``x_key`` and
   score -> {value, low, high}) with their intervals, and the ground
-  truth's value as a dashed line."""
+  truth's value as a dashed line. A series without a score is left out of
+  that score's panel."""
   plt = _plt()
   names = [m for m in scores
-           if all(m in p for pts in series.values() for p in pts)]
+           if any(all(m in p for p in pts) for pts in series.values())]
   fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
   axes = np.atleast_1d(axes)
   for ax, m in zip(axes, names):
     for label, pts in series.items():
+      if not all(m in p for p in pts):
+        continue
       x = [p[x_key] for p in pts]
       v = np.array([p[m]["value"] for p in pts])
       lo = np.array([p[m]["low"] for p in pts])

@@ -113,21 +113,26 @@ def test_generation_builds_no_optimizer_state(run, tmp_path):
   assert "loaded without training state" in r.stdout
 
 
-def test_evaluate_writes_the_report_with_its_three_rows(run, tmp_path):
-  """The quick suite on the tiny run: instruments trained on the tiny
-  corpus, the report's rows, intervals, plots and samples."""
+def _small_instruments():
+  """Instruments small enough to train in seconds: these tests check the
+  reports, not the instruments' accuracy (tests/eval and
+  docs/evaluation.md hold that)."""
   from csm_jax.config.schema import INSTRUMENT_TASKS
-  from csm_jax.eval.evaluate import evaluate
-  _, wd, _ = run
-  out = str(tmp_path / "eval")
-  # Instruments small enough to train in seconds: this tests the report,
-  # not their accuracy (tests/eval and docs/evaluation.md hold that).
   small = {"train.steps": 3, "train.log_every": 1, "train.eval_every": 3,
            "train.eval_steps": 1, "train.warmup_steps": 1,
            "data.batch_size": 2, "instrument.net.width": 16,
            "instrument.net.dilations": (1, 2)}
-  data = evaluate(wd, out, "quick", n_prompts=3, instrument_overrides={
-      k: dict(small) for k in INSTRUMENT_TASKS})
+  return {k: dict(small) for k in INSTRUMENT_TASKS}
+
+
+def test_evaluate_writes_the_report_with_its_three_rows(run, tmp_path):
+  """The quick suite on the tiny run: instruments trained on the tiny
+  corpus, the report's rows, intervals, plots and samples."""
+  from csm_jax.eval.evaluate import evaluate
+  _, wd, _ = run
+  out = str(tmp_path / "eval")
+  data = evaluate(wd, out, "quick", n_prompts=3,
+                  instrument_overrides=_small_instruments())
   assert set(data["rows"]) == {"ground_truth", "codec", "model"}
   for row in data["rows"].values():
     cer = row["cer"]
@@ -195,3 +200,36 @@ def test_an_empty_prompt_set_is_refused(run):
   # No context turns: no prompt has a reference of its speaker's voice.
   with pytest.raises(PromptSetError, match="nothing to evaluate"):
     build_prompts(c, 4, 16000, context_turns=0)
+
+
+def test_levels_suite_scores_quality_and_speed_per_level_count(run, tmp_path):
+  """Each k gets the model's and the codec's k-level scores and a speed."""
+  from csm_jax.eval.levels import levels_curve
+  _, wd, _ = run
+  out = str(tmp_path / "levels")
+  gen = load_generator(wd)
+  data = levels_curve(wd, out, levels=[gen.n, 1], n_prompts=2, repeats=2,
+                      instrument_overrides=_small_instruments())
+  assert [p["levels"] for p in data["points"]] == [1, gen.n]
+  for p in data["points"]:
+    assert set(p["model"]) >= {"cer", "end_of_speech_rate"}
+    assert "end_of_speech_rate" not in p["codec"]
+    assert p["ms_per_frame"]["value"] > 0
+    assert p["ms_per_frame"]["low"] <= p["ms_per_frame"]["value"]
+  for name in ("levels.json", "levels.md", "levels_quality.png",
+               "levels_speed.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  md = open(os.path.join(out, "levels.md")).read()
+  assert md.count("\n| 1 |") == 1 and f"\n| {gen.n} |" in md
+
+
+def test_levels_suite_names_a_level_count_the_model_lacks(run, tmp_path):
+  from csm_jax.eval.levels import check_levels, default_levels
+  from csm_jax.eval.suite import EvaluationError
+  assert default_levels(8) == [1, 2, 4, 8]
+  assert default_levels(6) == [1, 2, 4, 6]
+  assert check_levels([3, 1, 3], 8) == [1, 3]
+  with pytest.raises(EvaluationError, match="--levels: 9: .* 8 codebooks"):
+    check_levels([1, 9], 8)
+  with pytest.raises(EvaluationError, match="--levels: 0"):
+    check_levels([0], 8)

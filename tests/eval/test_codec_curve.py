@@ -8,9 +8,15 @@ from csm_jax.eval.codec_curve import codec_workdir
 from csm_jax.eval.suite import EvaluationError
 
 
+# The sections each task's run config must hold (store.run_config checks them).
+_SECTIONS = {"codec": ("codec", "data", "train"),
+             "csm": ("model", "data", "train")}
+
+
 def _run(path, task):
   path.mkdir(parents=True)
-  (path / "run_config.json").write_text(json.dumps({"task": task}))
+  config = {"task": task, **{k: {} for k in _SECTIONS[task]}}
+  (path / "run_config.json").write_text(json.dumps(config))
   return str(path)
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.devices import xla_flags
 from tests.foundation.tiny import read_losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -95,7 +96,7 @@ def test_one_and_eight_devices_give_the_same_losses(tmp_path):
       [sys.executable, "-m", "tests.foundation.run_tiny", "--compare-devices",
        str(tmp_path), "4"], cwd=ROOT, capture_output=True, text=True,
       timeout=600,
-      env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+      env=_env(XLA_FLAGS=xla_flags(8)))
   assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
   line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")][-1]
   res = json.loads(line[len("RESULT "):])

@@ -34,3 +34,25 @@ def test_bench_generate_reports_both_layouts():
   # so every draft is accepted and a frame takes ceil(3 / 2) passes.
   assert r["speculative_acceptance"] == 1.0
   assert r["speculative_passes_per_frame"] == 2.0
+  # The released CSM's eager PyTorch loop at the same dims, same run (torch
+  # comes with the interop extra, which the README's test command installs).
+  for key in ("torch_eager", "torchtune_eager"):
+    assert r[f"{key}_ms_per_frame"] > 0, key
+    assert math.isclose(r[f"speedup_vs_{key}"],
+                        r[f"{key}_ms_per_frame"] / r["ms_per_frame_median"])
+
+
+def test_the_torch_reference_loop_fills_its_caches_as_it_decodes():
+  from csm_jax.bench import torch_reference
+  c = tiny_config()
+  for stack in ("lean", "torchtune"):
+    r = torch_reference.time_frames(c.model, frames=3, prompt_rows=5,
+                                    repeats=2, top_k=4, stack=stack)
+    assert r["frames_per_repeat"] == 3 and r["repeats"] == 2
+    assert math.isfinite(r["frame_s"]) and r["frame_s"] > 0
+  # One row per frame after the prompt: a cache shorter than the prompt
+  # plus every frame fails, so the loop really appends each frame.
+  import pytest
+  with pytest.raises(RuntimeError):
+    torch_reference.time_frames(c.model, frames=3, prompt_rows=5, repeats=2,
+                                top_k=4, max_len=5 + 3)

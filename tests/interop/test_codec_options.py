@@ -56,7 +56,10 @@ def test_configs_codec_is_split_like_mimi():
   assert m.text_window == m.max_seq_len == 2048
 
 
-@pytest.mark.parametrize("size", ["debug", "base"])
+# The base (Mimi-sized) codec's goldens are slow on CPU; the debug row runs
+# every option's default path in the default suite.
+@pytest.mark.parametrize("size", [
+    "debug", pytest.param("base", marks=pytest.mark.slow)])
 def test_outputs_unchanged(size):
   c = cfg.codec_config(size)
   codec = init_codec(c, seed=0)

@@ -9,10 +9,12 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from csm_jax.training.run import train_and_evaluate
 from csm_jax.training.tasks.csm import CSMTask
 from csm_jax.training.trainer import Trainer
+from tests.devices import xla_flags
 from tests.foundation.tiny import read_losses
 from tests.memory.helpers import memory_config
 
@@ -68,9 +70,12 @@ def test_a_memory_gone_non_finite_is_skipped_by_the_guard(tmp_path):
   assert np.isfinite(float(m2["loss"]))
 
 
+# Slow (about a minute of 8-device compilation): the plain CSM's 1-vs-8
+# device equivalence runs in the default suite on the same sharding code.
+@pytest.mark.slow
 def test_eight_devices_train_the_memory_as_one_does(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+             XLA_FLAGS=xla_flags(8))
   r = subprocess.run([sys.executable, "-m", "tests.memory.run_devices",
                       str(tmp_path), "3"], cwd=ROOT, capture_output=True,
                      text=True, timeout=900, env=env)

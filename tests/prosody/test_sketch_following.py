@@ -13,6 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import optax
 from flax import nnx
 
@@ -86,6 +87,9 @@ def _train(c, batch):
   return graphdef, params, first, last
 
 
+# Slow: a few hundred training steps first. tests/prosody/test_stream.py
+# covers the prosody stream's plumbing in the default suite.
+@pytest.mark.slow
 def test_following_a_sketch_moves_the_realized_f0_the_way_asked():
   c = _config()
   codec = H.ToneCodec()
