@@ -30,7 +30,7 @@
 
 RUN is a training workdir or an export. The recognizer, speaker encoder
 and emotion classifier are trained on the run's corpus the first time
-(about 20 minutes on 2 CPU cores for the embedded corpus, then cached by
+(about 8 minutes on 2 CPU cores for the embedded corpus, then cached by
 the corpus's hash) and report their own
 accuracy on held-out ground truth. Writes DIR/report.json, DIR/report.md,
 PNG plots and sample wavs; prints the headline rows (ground truth, codec
