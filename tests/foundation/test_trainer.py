@@ -184,3 +184,22 @@ def test_resume_on_another_process_count_is_explained_or_elastic(tmp_path):
   out = train_and_evaluate(tiny_config(train__steps=3,
                                        train__elastic_resume=True), wd)
   assert out["step"] == 3
+
+
+def test_the_peak_is_measured_before_the_input_pipeline_starts(tmp_path,
+                                                               monkeypatch):
+  """The MFU's denominator is not measured beside the data threads or the
+  compiler, which halved it on CPU."""
+  from csm_jax.training import trainer as trainer_lib
+  from csm_jax.training.run import make_task
+  events = []
+  real_peak = trainer_lib.peak_flops_per_device
+  monkeypatch.setattr(trainer_lib, "peak_flops_per_device",
+                      lambda: events.append("peak") or real_peak())
+  c = tiny_config(train__steps=1, train__eval_every=1000)
+  task = make_task(c)
+  real_data = task.train_dataset
+  monkeypatch.setattr(task, "train_dataset",
+                      lambda *a: events.append("data") or real_data(*a))
+  trainer_lib.Trainer(c, str(tmp_path / "run"), task).run()
+  assert events[:2] == ["peak", "data"], events
