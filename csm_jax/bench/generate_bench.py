@@ -151,14 +151,14 @@ def _reference_rows(config, frames, prompt_rows, repeats, top_k,
     return {"torch_eager_ms_per_frame": "not measured: torch is not "
                                         "installed (pip install -e .[interop])"}
   out = {}
-  stacks = ["lean"] + (["torchtune"] if torch_reference.torchtune_available()
-                       else [])
-  for name in stacks:
+  stacks = {"torch_eager": "lean"}
+  if torch_reference.torchtune_available():
+    stacks["torchtune_eager"] = "torchtune"
+  for key, stack in stacks.items():
     ref = torch_reference.time_frames(config.model, frames=frames,
                                       prompt_rows=prompt_rows,
                                       repeats=repeats, top_k=top_k,
-                                      stack=name)
-    key = "torch_eager" if name == "lean" else "torchtune_eager"
+                                      stack=stack)
     out[f"{key}_ms_per_frame"] = 1e3 * ref["frame_s"]
     out[f"{key}_spread"] = ref["spread"]
     out[f"speedup_vs_{key}"] = ref["frame_s"] / frame_s

@@ -18,14 +18,6 @@ import sys
 from csm_jax.eval import report
 from csm_jax.eval import suite as suite_lib
 from csm_jax.eval.instruments import ensure_instruments
-from csm_jax.inference.loading import LoadError, load_generator
-
-
-def _generator(checkpoint: str, what: str, step: int | None = None):
-  try:
-    return load_generator(checkpoint, step=step)
-  except LoadError as e:
-    raise suite_lib.EvaluationError(f"{what}: {e}") from e
 
 
 def evaluate(checkpoint: str, out_dir: str, suite: str = "quick",
@@ -40,8 +32,8 @@ def evaluate(checkpoint: str, out_dir: str, suite: str = "quick",
     raise suite_lib.EvaluationError(
         f"--suite: unknown suite {suite!r}; known: "
         f"{', '.join(suite_lib.SUITES)} (and experiment1, experiment3)")
-  gen = _generator(checkpoint, "--checkpoint", step)
-  other = _generator(compare, "--compare") if compare else None
+  gen = suite_lib.load(checkpoint, "--checkpoint", step)
+  other = suite_lib.load(compare, "--compare") if compare else None
   # Checked before minutes of scoring: paired figures need one codec.
   if other is not None and other.codec.fingerprint() != gen.codec.fingerprint():
     raise suite_lib.EvaluationError(

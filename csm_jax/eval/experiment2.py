@@ -50,9 +50,9 @@ from csm_jax.config import schema
 from csm_jax.eval import stats
 from csm_jax.eval.instruments import ensure_instruments
 from csm_jax.eval.prompts import conversations
-from csm_jax.eval.suite import EvaluationError, Progress, default_sampling
+from csm_jax.eval.suite import (EvaluationError, Progress, default_sampling,
+                                load)
 from csm_jax.inference.conversation import Conversation
-from csm_jax.inference.loading import LoadError, load_generator
 from csm_jax.model.loss import count_flops
 from csm_jax.model.memory_loss import memory_flops
 from csm_jax.store.checkpoint import committed_steps
@@ -348,7 +348,7 @@ def run_experiment2(checkpoint: str, out_dir: str, steps: int = 200,
             file=out, flush=True)
       train_and_evaluate(variant_config(base, base_dir, n, plan[n]), wd)
     prog(f"train {n}")
-  gen0 = _load(workdirs[names[0]])
+  gen0 = load(workdirs[names[0]], "experiment2")
   # The long corpus's voices are the embedded corpus's ten: its instruments
   # (trained once, cached) measure them; their validity is in the report.
   inst_cfg = _with_defaults(gen0.config)
@@ -367,7 +367,7 @@ def run_experiment2(checkpoint: str, out_dir: str, steps: int = 200,
   refs = _references(instruments, convs, sr)
   rows = {"ground_truth": ground_truth(instruments, convs, refs, sr)}
   for n in names:
-    gen = gen0 if n == names[0] else _load(workdirs[n])
+    gen = gen0 if n == names[0] else load(workdirs[n], "experiment2")
     rows[n] = replay(gen, instruments, convs, refs, seed,
                      progress=lambda f, n=n: prog(f"speak {n}", f)
                      if f < 1 else None)
@@ -390,9 +390,3 @@ def run_experiment2(checkpoint: str, out_dir: str, steps: int = 200,
   print(f"report: {os.path.join(out_dir, 'report.md')}", file=out)
   return report
 
-
-def _load(workdir: str):
-  try:
-    return load_generator(workdir)
-  except LoadError as e:
-    raise EvaluationError(f"experiment2: {e}") from e

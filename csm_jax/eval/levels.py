@@ -29,11 +29,11 @@ import numpy as np
 
 from csm_jax.eval import metrics
 from csm_jax.eval import plots
+from csm_jax.eval import stats
 from csm_jax.eval import suite as suite_lib
 from csm_jax.eval.generation import resynthesize, speak_prompts
 from csm_jax.eval.instruments import ensure_instruments
 from csm_jax.eval.prompts import build_prompts
-from csm_jax.inference.loading import LoadError, load_generator
 
 QUALITY = ("cer", "wer", "speaker_similarity", "end_of_speech_rate")
 REPEATS = 5
@@ -89,10 +89,7 @@ def levels_curve(run: str, out_dir: str, levels=None, n_prompts: int = 12,
                  seed: int = 0, log=None, instrument_overrides=None,
                  repeats: int = REPEATS) -> dict:
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-  try:
-    gen = load_generator(run)
-  except LoadError as e:
-    raise suite_lib.EvaluationError(f"--checkpoint: {e}") from e
+  gen = suite_lib.load(run)
   ks = check_levels(levels or default_levels(gen.n), gen.n)
   sr = gen.codec.sample_rate
   instruments = ensure_instruments(gen.config,
@@ -161,9 +158,7 @@ def write(result: dict, out_dir: str) -> None:
 
 def markdown(result: dict) -> str:
   def fmt(e):
-    if not np.isfinite(e["value"]):
-      return "n/a"
-    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+    return str(stats.Estimate(**e))
   lines = [f"# Quality and speed against levels: {result['checkpoint']}", "",
            f"{result['prompts']} held-out prompts; 95% bootstrap intervals. "
            "The codec column is its resynthesis of the ground truth from "

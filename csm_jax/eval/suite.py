@@ -25,6 +25,7 @@ from csm_jax.eval import stats
 from csm_jax.eval.generation import resynthesize, speak_prompts
 from csm_jax.eval.prompts import build_prompts
 from csm_jax.inference.generator import Sampling
+from csm_jax.inference.loading import LoadError, load_generator
 
 SUITES = {
     "quick": dict(prompts=12, conversation_turns=0, adversarial=False,
@@ -75,6 +76,15 @@ class SuiteResult:
   emotion_names: tuple
   prosody: Any = None        # the instruments' prosody tracker, for plots
   compare: dict | None = None
+
+
+def load(checkpoint: str, what: str = "--checkpoint",
+         step: int | None = None):
+  """The Generator of a run or export; a load failure names ``what``."""
+  try:
+    return load_generator(checkpoint, step=step)
+  except LoadError as e:
+    raise EvaluationError(f"{what}: {e}") from e
 
 
 def default_sampling(seed: int = 0) -> Sampling:
