@@ -216,6 +216,35 @@ def resolve_mesh_shape(c, n_devices: int) -> tuple[int, int, int]:
   return axes["data"], axes["fsdp"], axes["tensor"]
 
 
+def _check_types(c, ref, prefix: str) -> None:
+  for key, want in ref.items():
+    if key not in c:
+      continue
+    got, field = c[key], f"{prefix}{key}"
+    if isinstance(want, ml_collections.ConfigDict):
+      _check(isinstance(got, ml_collections.ConfigDict), field,
+             f"must be a section, got {got!r}")
+      _check_types(got, want, field + ".")
+    elif isinstance(want, bool):
+      _check(isinstance(got, bool), field, f"must be true or false, got {got!r}")
+    elif isinstance(want, (int, float, str)):
+      kinds = (int, float) if isinstance(want, float) else (type(want),)
+      _check(isinstance(got, kinds) and not isinstance(got, bool), field,
+             f"must be {'a number' if isinstance(want, float) else type(want).__name__}, "
+             f"got {got!r}")
+
+
+def check_types(c) -> None:
+  """Each field the schema defines holds a value of its type (a config read
+  back from JSON is not type-checked by ml_collections): raises ConfigError
+  naming the field, before anything is built from it."""
+  size = c.get("size")
+  task = c.get("task")
+  ref = make_config(size if size in sizes_lib.SIZES else "debug",
+                    task if task in TASKS else "csm")
+  _check_types(c, ref, "")
+
+
 def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
   """Checks values and their relations; raises ConfigError naming the field."""
   _check(c.task in TASKS, "task", f"unknown task {c.task!r}; known: {TASKS}")

@@ -45,6 +45,9 @@ def load_generator(checkpoint: str, dtype: str = "auto",
   "float32" or "bfloat16". ``step``: a workdir's checkpoint (default: the
   latest), e.g. to trace a learning curve.
   """
+  if not checkpoint:
+    raise LoadError("no checkpoint given: pass a training workdir or an "
+                    "export")
   directory = layout.absolute(checkpoint)
   if not (layout.is_export(directory) or layout.is_workdir(directory)):
     raise LoadError(f"{checkpoint} is neither an export nor a training "

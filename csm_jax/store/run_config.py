@@ -79,7 +79,12 @@ def load_config_json(path: str) -> ml_collections.ConfigDict:
   if nested:
     raise RunConfigError(f"{path} is not a csm_jax config: section "
                          f"'model.{nested[0]}' is not a mapping")
-  return config_from_json_dict(raw)
+  config = config_from_json_dict(raw)
+  try:
+    schema.check_types(config)
+  except schema.ConfigError as e:
+    raise RunConfigError(f"{path}: {e}") from None
+  return config
 
 
 def read_export_info(directory: str) -> dict:

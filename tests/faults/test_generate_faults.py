@@ -168,6 +168,35 @@ def test_a_run_config_that_is_not_ours_is_one_line(run, tmp_path, content,
       f"{wd}/{layout.RUN_CONFIG}", words)
 
 
+@pytest.mark.parametrize("field,value,words", [
+    (("model", "backbone", "width"), "wide",
+     "config.model.backbone.width: must be int, got 'wide'"),
+    (("model", "dtype"), 3, "config.model.dtype: must be str, got 3"),
+    (("train", "lr"), "fast", "config.train.lr: must be a number")])
+def test_a_run_config_field_of_the_wrong_type_is_one_line(run, tmp_path,
+                                                          field, value, words):
+  """Read back from JSON a config is not type-checked by ml_collections: a
+  wrong type used to reach the model and fail inside JAX."""
+  wd = _copy(run, tmp_path / "typed")
+  path = os.path.join(wd, layout.RUN_CONFIG)
+  with open(path) as f:
+    raw = json.load(f)
+  node = raw
+  for key in field[:-1]:
+    node = node[key]
+  node[field[-1]] = value
+  with open(path, "w") as f:
+    json.dump(raw, f)
+  harness.one_error_line(
+      _generate(wd, "--text=Hi.", f"--out={tmp_path}/x.wav"), 1, path, words)
+
+
+def test_an_empty_checkpoint_is_named(tmp_path):
+  harness.one_error_line(
+      _generate("", "--text=Hi.", f"--out={tmp_path}/x.wav"), 1,
+      "no checkpoint given")
+
+
 def test_an_unreadable_export_description_is_one_line(run, tmp_path):
   exp = tmp_path / "export"
   exp.mkdir()
