@@ -37,8 +37,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
 _FRAMES = flags.DEFINE_integer("frames", 64,
                                "generate: frames per timed repeat.")
-_REPEATS = flags.DEFINE_integer("repeats", 5,
-                                "generate: timed repeats (median, spread).")
+_REPEATS = flags.DEFINE_integer(
+    "repeats", 9, "generate: timed repeats, each from the same prompt "
+    "(median, spread); conversation: at most 3.", lower_bound=1)
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4", "8"],
                              "generate: batch sizes timed for scaling.")
 _DRAFT = flags.DEFINE_integer(
@@ -47,7 +48,9 @@ _DRAFT = flags.DEFINE_integer(
 _TEXT = flags.DEFINE_string("text", "The quick brown fox jumps over the "
                             "lazy dog.", "speculative: the prompt's text.")
 _FRAMES_PER_CALL = flags.DEFINE_integer(
-    "frames_per_call", 1, "generate: frames decoded per compiled call.")
+    "frames_per_call", 4, "generate: frames decoded per compiled call (4: the "
+    "Generator's streaming chunk; 1 adds a host dispatch per frame).",
+    lower_bound=1)
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "data: a CSM run directory to read from; "
                                "generate: time its trained weights; "

@@ -24,6 +24,7 @@ from flax import nnx
 from csm_jax.bench import torch_reference
 from csm_jax.config.errors import UsageError
 from csm_jax.inference import decode, speculative
+from csm_jax.inference.generator import Sampling
 from csm_jax.model.csm import CSM
 from csm_jax.parallel.hardware import measured_bandwidth, timed
 
@@ -59,20 +60,22 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   """Compile, first-chunk and steady-state timings for one model layout.
 
   A timed repeat decodes ``frames`` frames (``frames / frames_per_call``
-  compiled calls, as a stream makes them) continuing the same state;
-  ``repeats`` of them give the median and spread per frame. ``draft`` > 0
-  decodes speculatively (``csm_jax.inference.speculative``); its summed
-  stats come back under "stats".
+  compiled calls, as a stream makes them) from the same prefilled prompt,
+  so every repeat does the same work (a cache that grew across repeats
+  would make later ones slower); ``repeats`` of them give the median and
+  spread per frame. ``draft`` > 0 decodes speculatively
+  (``csm_jax.inference.speculative``); its summed stats come back under
+  "stats".
   """
   graphdef, params = nnx.split(model)
   n = config.model.n_codebooks
   calls = max(frames // frames_per_call, 1)
-  rows = prompt_rows + frames_per_call * (2 + calls * repeats)
+  rows = prompt_rows + frames_per_call * calls
   if rows > config.model.max_seq_len:
-    raise UsageError(f"--repeats={repeats} of --frames={frames} after a "
-                     f"{prompt_rows}-row prompt need {rows} cache rows; the "
-                     f"model has {config.model.max_seq_len} "
-                     "(model.max_seq_len): time fewer frames or repeats")
+    raise UsageError(f"--frames={frames} after a {prompt_rows}-row prompt "
+                     f"need {rows} cache rows; the model has "
+                     f"{config.model.max_seq_len} (model.max_seq_len): time "
+                     "fewer frames")
   max_len = rows + 8 if rows + 8 <= config.model.max_seq_len else rows
   temps = jnp.full((n,), 0.9, jnp.float32)
 
@@ -110,22 +113,22 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   keys = lambda i: jax.random.split(jax.random.key(i), batch)
 
   t0 = time.perf_counter()
-  state = prefill(params, *args)
-  codes, _, _ = step(params, state, keys(0))
+  start = prefill(params, *args)
+  codes, _, _ = step(params, start, keys(0))
   jax.block_until_ready(codes)
   compile_s = time.perf_counter() - t0
   # First-chunk latency: prefill + the first frame call, compiled.
   t0 = time.perf_counter()
-  state = prefill(params, *args)
-  codes, state, _ = step(params, state, keys(1))
+  start = prefill(params, *args)
+  codes, _, _ = step(params, start, keys(1))
   jax.block_until_ready(codes)
   first_chunk_s = time.perf_counter() - t0
-  holder = {"state": state, "i": 2, "stats": []}
+  holder = {"i": 2, "stats": []}
 
   def one_repeat():
+    state = start  # not donated: every repeat starts from the prompt
     for _ in range(calls):
-      codes, holder["state"], stats = step(params, holder["state"],
-                                           keys(holder["i"]))
+      codes, state, stats = step(params, state, keys(holder["i"]))
       holder["i"] += 1
       if stats is not None:
         holder["stats"].append(stats)
@@ -166,12 +169,17 @@ def _reference_rows(config, frames, prompt_rows, repeats, top_k,
 
 
 def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
-                   frames_per_call: int = 1, top_k: int = 50,
+                   frames_per_call: int = Sampling.frames_per_call,
+                   top_k: int = 50,
                    compare_stacked: bool = True,
-                   bandwidth_bytes: int = 1 << 30, repeats: int = 5,
+                   bandwidth_bytes: int = 1 << 30, repeats: int = 9,
                    batches=(1, 2, 4, 8), draft: int = 2,
                    model=None, reference: bool = True) -> dict:
   """Decoding speed of the generation layout (per-layer weights).
+
+  ``frames_per_call``: frames per compiled call, by default the Generator's
+  streaming chunk, so the figures are what ``generate`` does; the first
+  chunk's latency is then prefill + one such call.
 
   With ``compare_stacked`` the training layout (stacked layers, sliced per
   step) is timed in the same run and the speedup reported. ``batches``:

@@ -13,6 +13,12 @@ on the held-out conversations, against three baselines:
 - shuffled tokens: the same probe on the same frames in random order, which
   keeps what the frames contain but not when.
 
+A fourth system asks whether the trained CSM has learnt more from its
+text than the codes show: the same probe on the frozen backbone's states
+over the same window of frames, fed as audio rows alone (no text rows, as
+the probe has none; rows attend only within the window, so the states hold
+exactly what the tokens do, as the backbone reads them).
+
 The plan's success metric is top-1 accuracy above 70% on common words.
 """
 
@@ -23,7 +29,10 @@ import json
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from csm_jax.config.schema import make_config
 from csm_jax.data.corpora import registry
@@ -99,6 +108,40 @@ def _examples(turns, vocab: dict, n_codebooks: int, shuffle_seed=None):
            "label": np.asarray(labels, np.int32)}, histories)
 
 
+def backbone_features(model, tokens: np.ndarray, valid: np.ndarray,
+                      batch: int = 64) -> np.ndarray:
+  """The frozen backbone's states (N, W, width) over each window of codec
+  frames (N, W, C) as audio-only rows; invalid (padding) rows are zero.
+
+  Each window is its own segment, positions counted from its first valid
+  frame, so a state sees the window's earlier frames and nothing else.
+  """
+  graphdef, params = nnx.split(model)
+  n_cb = tokens.shape[-1]
+
+  @jax.jit
+  def states(params, audio, valid):
+    m = nnx.merge(graphdef, params)
+    b, w = valid.shape
+    mask = jnp.concatenate([jnp.repeat(valid[..., None], n_cb, -1),
+                            jnp.zeros((b, w, 1), bool)], -1)
+    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
+    h = m.backbone_hidden(audio, jnp.zeros((b, w), jnp.int32), mask,
+                          positions.astype(jnp.int32),
+                          valid.astype(jnp.int32))
+    return jnp.where(valid[..., None], h, 0.0).astype(jnp.float32)
+
+  out = []
+  for i in range(0, len(tokens), batch):
+    t, v = tokens[i:i + batch], valid[i:i + batch]
+    pad = batch - len(t)
+    if pad:  # one compiled shape for every batch
+      t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
+      v = np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+    out.append(np.asarray(states(params, t, v))[:batch - pad])
+  return np.concatenate(out)
+
+
 def _probe_config(workdir_steps: int, seed: int):
   c = make_config("debug", task="probe")
   t = c.train
@@ -111,14 +154,21 @@ def _probe_config(workdir_steps: int, seed: int):
 
 
 def _train_probe(name, out_dir, train, heldout, n_cb, cb_size, n_classes,
-                 seed):
+                 seed, feature_dim: int = 0):
   c = _probe_config(PROBE_STEPS, seed)
-  task = ProbeTask(c, train, heldout, n_cb, cb_size, n_classes, WINDOW)
+  task = ProbeTask(c, train, heldout, n_cb, cb_size, n_classes, WINDOW,
+                   feature_dim=feature_dim)
   tr = Trainer(c, os.path.join(out_dir, name), task)
   tr.run()
   model = models.merge(tr.builder.graphdef, tr.state["params"],
                        tr.state["extra"], task.param_groups())
-  return predict(model, heldout["tokens"], heldout["valid"])
+  return predict(model, heldout[task.inputs], heldout["valid"])
+
+
+def _with_features(model, examples: dict) -> dict:
+  return {"features": backbone_features(model, examples["tokens"],
+                                        examples["valid"]),
+          "valid": examples["valid"], "label": examples["label"]}
 
 
 def run_experiment1(checkpoint: str, out_dir: str, seed: int = 0,
@@ -152,8 +202,16 @@ def run_experiment1(checkpoint: str, out_dir: str, seed: int = 0,
                        codec.codebook_size, N_COMMON, seed)
   shuffled = _train_probe("probe_shuffled", out_dir, train_sh, heldout_sh,
                           n_cb, codec.codebook_size, N_COMMON, seed)
+  log("experiment 1: the frozen backbone's states over the same windows")
+  csm = nnx.merge(gen.graphdef, gen.params)
+  width = int(csm.backbone.spec.width)
+  frozen = _train_probe("probe_backbone", out_dir, _with_features(csm, train),
+                        _with_features(csm, heldout), n_cb,
+                        codec.codebook_size, N_COMMON, seed,
+                        feature_dim=width)
   systems = {"probe on codec tokens": probe, "majority word": majority,
-             "text trigram": ngram, "probe on time-shuffled tokens": shuffled}
+             "text trigram": ngram, "probe on time-shuffled tokens": shuffled,
+             "probe on frozen backbone states": frozen}
   correct = {k: (v == y).astype(float) for k, v in systems.items()}
   acc = {k: stats.mean(v, seed=seed) for k, v in correct.items()}
   diffs = {k: stats.paired(correct["probe on codec tokens"], v, seed=seed)
@@ -188,13 +246,14 @@ def _write(result: dict, acc: dict, out_dir: str) -> None:
   v = np.array([acc[k].value for k in names])
   err = np.array([[acc[k].value - acc[k].low for k in names],
                   [acc[k].high - acc[k].value for k in names]])
-  fig, ax = plt.subplots(figsize=(7, 3.4))
+  fig, ax = plt.subplots(figsize=(7, 3.8))
   ax.barh(names, v, xerr=err, color=["#c44e52", "#999999", "#4c72b0",
-                                      "#dd8452"], capsize=3)
+                                      "#dd8452", "#8172b3"][:len(names)],
+          capsize=3)
   ax.axvline(0.70, color="black", ls="--", lw=1)
   ax.text(0.705, -0.4, "plan's target 0.70", fontsize=8)
   ax.set_xlim(0, 1)
-  ax.set_xlabel(f"top-1 next-word accuracy ({result['n_common']} common "
+  ax.set_xlabel(f"top-1 next-word accuracy\n({result['n_common']} common "
                 "words, held-out conversations)")
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, "accuracy.png"), dpi=110)
@@ -208,6 +267,10 @@ def _write(result: dict, acc: dict, out_dir: str) -> None:
         f"training transcripts ({100 * result['coverage']:.0f}% of word "
         f"tokens). {result['train_examples']} training examples, "
         f"{result['heldout_examples']} held-out (validation conversations).",
+        "", "Baselines: the majority next word; a text trigram model of the "
+        "preceding words; the probe on the same frames in random order. "
+        "The probe on frozen backbone states reads the trained CSM "
+        "backbone's states over the same frames, fed as audio rows alone.",
         "", "| system | top-1 accuracy [95% CI] |", "|---|---|"]
   md += [f"| {k} | {v} |" for k, v in acc.items()]
   md += ["", "| probe minus | difference [95% CI] |", "|---|---|"]

@@ -3,7 +3,10 @@
 A deliberately small model (summed codebook embeddings, two 1-D
 convolutions, masked mean and max pooling, a linear classifier) trained on
 the shared trainer as a task: if it predicts the next word far above the
-baselines, the tokens carry what was said, not only how.
+baselines, the tokens carry what was said, not only how. With
+``feature_dim`` it reads float features per frame instead (the frozen CSM
+backbone's states), through a linear map in place of the embedding, and
+is otherwise the same probe.
 """
 
 from __future__ import annotations
@@ -20,12 +23,18 @@ from csm_jax.training.tasks.base import Task
 
 
 class NextWordProbe(nnx.Module):
-  """(B, W, C) codec tokens + (B, W) validity -> (B, classes) logits."""
+  """(B, W, C) codec tokens, or (B, W, feature_dim) features, + (B, W)
+  validity -> (B, classes) logits."""
 
   def __init__(self, n_codebooks: int, codebook_size: int, n_classes: int,
-               window: int, width: int, rngs: nnx.Rngs):
+               window: int, width: int, rngs: nnx.Rngs,
+               feature_dim: int = 0):
     self.codebook_size = codebook_size
-    self.embed = nnx.Embed(n_codebooks * codebook_size, width, rngs=rngs)
+    self.feature_dim = feature_dim
+    if feature_dim:
+      self.embed = nnx.Linear(feature_dim, width, rngs=rngs)
+    else:
+      self.embed = nnx.Embed(n_codebooks * codebook_size, width, rngs=rngs)
     self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(),
                                                   (window, width)))
     self.conv1 = nnx.Conv(width, width, (5,), padding="SAME", rngs=rngs)
@@ -33,10 +42,13 @@ class NextWordProbe(nnx.Module):
     self.norm = nnx.LayerNorm(2 * width, rngs=rngs)
     self.out = nnx.Linear(2 * width, n_classes, rngs=rngs)
 
-  def __call__(self, tokens, valid):
-    c = tokens.shape[-1]
-    ids = tokens + jnp.arange(c) * self.codebook_size
-    x = self.embed(ids).sum(axis=2) + self.pos[...][None]
+  def __call__(self, inputs, valid):
+    if self.feature_dim:
+      x = self.embed(inputs.astype(jnp.float32))
+    else:
+      ids = inputs + jnp.arange(inputs.shape[-1]) * self.codebook_size
+      x = self.embed(ids).sum(axis=2)
+    x = x + self.pos[...][None]
     m = valid[..., None].astype(x.dtype)
     x = x * m
     x = x + jax.nn.gelu(self.conv1(x)) * m
@@ -65,22 +77,26 @@ def _stack(items):
 
 
 class ProbeTask(Task):
-  """Trains ``NextWordProbe`` on (tokens, valid, label) examples."""
+  """Trains ``NextWordProbe`` on (tokens, valid, label) examples, or on
+  (features, valid, label) ones with ``feature_dim``."""
 
   def __init__(self, config, train: dict, heldout: dict, n_codebooks: int,
                codebook_size: int, n_classes: int, window: int,
-               width: int = 128):
+               width: int = 128, feature_dim: int = 0):
     super().__init__(config)
     self.train, self.heldout = ArraySource(train), ArraySource(heldout)
     self.shape = (n_codebooks, codebook_size, n_classes, window, width)
+    self.feature_dim = feature_dim
+    self.inputs = "features" if feature_dim else "tokens"
 
   def build_model(self, rngs):
     c, v, k, w, width = self.shape
-    return NextWordProbe(c, v, k, w, width, rngs)
+    return NextWordProbe(c, v, k, w, width, rngs,
+                         feature_dim=self.feature_dim)
 
   def loss_fn(self, model, batch, rng, step):
     del rng, step
-    logits = model(batch["tokens"], batch["valid"])
+    logits = model(batch[self.inputs], batch["valid"])
     ce = optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), batch["label"]).mean()
     acc = (jnp.argmax(logits, -1) == batch["label"]).mean()
@@ -88,7 +104,12 @@ class ProbeTask(Task):
 
   def batch_spec(self):
     c, v, k, w, _ = self.shape
-    return {"tokens": FieldSpec((w, c), np.int32, ("batch", None, None), 0, v),
+    if self.feature_dim:
+      inputs = FieldSpec((w, self.feature_dim), np.float32,
+                         ("batch", None, None))
+    else:
+      inputs = FieldSpec((w, c), np.int32, ("batch", None, None), 0, v)
+    return {self.inputs: inputs,
             "valid": FieldSpec((w,), np.bool_, ("batch", None)),
             "label": FieldSpec((), np.int32, ("batch",), 0, k)}
 
@@ -107,7 +128,8 @@ class ProbeTask(Task):
 
 def predict(model, tokens: np.ndarray, valid: np.ndarray,
             batch: int = 256) -> np.ndarray:
-  """Top-1 class of every example."""
+  """Top-1 class of every example (``tokens``: the probe's inputs, codec
+  tokens or features)."""
   graphdef, state = nnx.split(model)
 
   @jax.jit

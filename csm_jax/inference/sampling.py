@@ -37,6 +37,13 @@ def filter_top_p(logits: jax.Array, p: float) -> jax.Array:
   return jnp.where(keep, logits, NEG_INF)
 
 
+def _categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
+  if key.ndim == 1:  # one key per row
+    return jax.vmap(lambda k, l: jax.random.categorical(k, l, axis=-1))(
+        key, logits)
+  return jax.random.categorical(key, logits, axis=-1)
+
+
 def sample(logits: jax.Array, key: jax.Array, temperature, top_k: int = 0,
            top_p: float = 1.0) -> jax.Array:
   """Samples ids from logits (B, V); temperature (B,) or scalar.
@@ -44,16 +51,21 @@ def sample(logits: jax.Array, key: jax.Array, temperature, top_k: int = 0,
   ``key`` is one key for the whole batch, or one key per row (B,): with
   per-row keys a row's draw depends on its own key and logits only, so an
   example samples the same tokens alone as inside any batch.
+
+  With top-k alone the draw is among the k kept logits (B, k) instead of
+  all V: the same distribution (up to ties at the k-th value), drawing k
+  random numbers per row instead of V, which is most of the sampler's
+  time on CPU (V = 2051 for CSM-1B).
   """
   logits = logits.astype(jnp.float32)
   temperature = jnp.asarray(temperature, jnp.float32)
   greedy = jnp.argmax(logits, axis=-1)
   scaled = logits / jnp.maximum(temperature, 1e-6)[..., None]
-  scaled = filter_top_k(scaled, top_k)
-  scaled = filter_top_p(scaled, top_p)
-  if key.ndim == 1:
-    drawn = jax.vmap(lambda k, l: jax.random.categorical(k, l, axis=-1))(
-        key, scaled)
+  if 0 < top_k < logits.shape[-1] and top_p >= 1.0:
+    values, ids = jax.lax.top_k(scaled, top_k)
+    choice = _categorical(key, values)
+    drawn = jnp.take_along_axis(ids, choice[..., None], axis=-1)[..., 0]
   else:
-    drawn = jax.random.categorical(key, scaled, axis=-1)
+    drawn = _categorical(key, filter_top_p(filter_top_k(scaled, top_k),
+                                           top_p))
   return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)

@@ -131,3 +131,26 @@ def test_platform_precision_policy():
   assert model.backbone.layers.attn.dtype == jnp.bfloat16  # original untouched
   state = decode.init_state(fast, 1, 16)
   assert state["k"][0].dtype == jnp.float32
+
+
+def test_top_k_sampling_draws_the_filtered_distribution():
+  # The top-k sampler draws among the k kept ids; its frequencies must be
+  # the softmax of the kept logits (what filtering all V would sample).
+  logits = jnp.asarray([[2.0, 1.0, 0.5, -1.0, 0.0, 1.5, -3.0, 0.2]])
+  n, k, t = 20000, 4, 0.8
+  keys = jax.random.split(jax.random.key(3), n)
+  draws = np.asarray(jax.vmap(lambda kk: sample(logits, kk, t, top_k=k))(
+      keys))[:, 0]
+  kept = np.asarray(filter_top_k(logits / t, k))[0]
+  want = np.asarray(jax.nn.softmax(kept))
+  freq = np.bincount(draws, minlength=logits.shape[-1]) / n
+  assert set(np.flatnonzero(freq)) == set(np.flatnonzero(want > 1e-12))
+  # Chi-square over the kept ids, 3 degrees of freedom: 16.3 is p = 0.001.
+  nz = want > 1e-12
+  chi2 = (((freq[nz] - want[nz]) * n) ** 2 / (want[nz] * n)).sum()
+  assert chi2 < 16.3, (chi2, freq, want)
+  # Per-row keys: a row draws the same alone as in a batch.
+  batch = jnp.concatenate([logits, logits[:, ::-1]])
+  rk = jax.random.split(jax.random.key(5), 2)
+  both = sample(batch, rk, t, top_k=k)
+  assert int(both[0]) == int(sample(logits, rk[:1], t, top_k=k)[0])
