@@ -48,9 +48,9 @@ _DRAFT = flags.DEFINE_integer(
 _TEXT = flags.DEFINE_string("text", "The quick brown fox jumps over the "
                             "lazy dog.", "speculative: the prompt's text.")
 _FRAMES_PER_CALL = flags.DEFINE_integer(
-    "frames_per_call", 4, "generate: frames decoded per compiled call (4: the "
-    "Generator's streaming chunk; 1 adds a host dispatch per frame).",
-    lower_bound=1)
+    "frames_per_call", None, "generate: frames decoded per compiled call "
+    "(default: the Generator's streaming chunk, 4; 1 adds a host dispatch "
+    "per frame).", lower_bound=1)
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "data: a CSM run directory to read from; "
                                "generate: time its trained weights; "
@@ -89,8 +89,9 @@ def main(argv):
     config, model = _CONFIG.value, None
     if _WORKDIR.value:
       config, model = trained_model(_WORKDIR.value)
-    result = bench_generate(config, frames=_FRAMES.value,
-                            frames_per_call=_FRAMES_PER_CALL.value,
+    chunk = ({} if _FRAMES_PER_CALL.value is None
+             else {"frames_per_call": _FRAMES_PER_CALL.value})
+    result = bench_generate(config, frames=_FRAMES.value, **chunk,
                             repeats=_REPEATS.value,
                             batches=tuple(int(b) for b in _BATCHES.value),
                             draft=_DRAFT.value, model=model,

@@ -14,6 +14,7 @@ so that the ratios compare like with like.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import jax
@@ -123,15 +124,14 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   codes, _, _ = step(params, start, keys(1))
   jax.block_until_ready(codes)
   first_chunk_s = time.perf_counter() - t0
-  holder = {"i": 2, "stats": []}
+  seeds, all_stats = itertools.count(2), []
 
   def one_repeat():
     state = start  # not donated: every repeat starts from the prompt
     for _ in range(calls):
-      codes, state, stats = step(params, state, keys(holder["i"]))
-      holder["i"] += 1
+      codes, state, stats = step(params, state, keys(next(seeds)))
       if stats is not None:
-        holder["stats"].append(stats)
+        all_stats.append(stats)
     return codes
 
   timing = timed(one_repeat, repeats=repeats, warmup=0)
@@ -140,9 +140,9 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
          "frame_s": timing.median / per, "best_frame_s": timing.best / per,
          "spread": timing.spread, "repeats": timing.n,
          "frames_per_repeat": per}
-  if holder["stats"]:
+  if all_stats:
     out["stats"] = jax.tree.map(lambda *s: sum(np.asarray(x) for x in s),
-                                *holder["stats"])
+                                *all_stats)
   return out
 
 

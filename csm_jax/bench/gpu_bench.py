@@ -37,6 +37,7 @@ from csm_jax.codec.model import init_codec
 from csm_jax.config import codec as codec_config
 from csm_jax.config import preset
 from csm_jax.inference import decode
+from csm_jax.inference.generator import Sampling
 from csm_jax.model.csm import CSM
 from csm_jax.parallel.hardware import datasheet_peak, timed
 
@@ -65,7 +66,7 @@ def _generation(config, frames: int, repeats: int, draft: int,
     # bf16 weights: what is read per frame, and so the HBM floor.
     params = decode.cast_floating(params, dtype)
   model = nnx.merge(graphdef, params)
-  fpc = 4  # the streaming chunk the Generator uses by default
+  fpc = Sampling.frames_per_call  # the Generator's streaming chunk
   out = bench_generate(config, frames=frames, frames_per_call=fpc,
                        compare_stacked=False, repeats=repeats,
                        batches=(1, 8), draft=draft, model=model,

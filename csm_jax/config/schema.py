@@ -235,13 +235,14 @@ def _check_types(c, ref, prefix: str) -> None:
 
 
 def check_types(c) -> None:
-  """Each field the schema defines holds a value of its type (a config read
-  back from JSON is not type-checked by ml_collections): raises ConfigError
-  naming the field, before anything is built from it."""
+  """The task is known and each field the schema defines holds a value of
+  its type (a config read back from JSON is not type-checked by
+  ml_collections): raises ConfigError naming the field, before anything is
+  built from it."""
+  _check(c.get("task") in TASKS, "task",
+         f"unknown task {c.get('task')!r}; known: {TASKS}")
   size = c.get("size")
-  task = c.get("task")
-  ref = make_config(size if size in sizes_lib.SIZES else "debug",
-                    task if task in TASKS else "csm")
+  ref = make_config(size if size in sizes_lib.SIZES else "debug", c.task)
   _check_types(c, ref, "")
 
 

@@ -41,7 +41,7 @@ from csm_jax.eval import text_metrics
 from csm_jax.eval.alignment import AlignmentError, word_end_times
 from csm_jax.eval.instruments import ensure_instruments
 from csm_jax.eval.ngram import NGram
-from csm_jax.eval.probe import ProbeTask, predict
+from csm_jax.eval.probe import ProbeTask, map_batches, predict
 from csm_jax.inference.loading import load_generator
 from csm_jax.store import models
 from csm_jax.training.trainer import Trainer
@@ -131,15 +131,8 @@ def backbone_features(model, tokens: np.ndarray, valid: np.ndarray,
                           valid.astype(jnp.int32))
     return jnp.where(valid[..., None], h, 0.0).astype(jnp.float32)
 
-  out = []
-  for i in range(0, len(tokens), batch):
-    t, v = tokens[i:i + batch], valid[i:i + batch]
-    pad = batch - len(t)
-    if pad:  # one compiled shape for every batch
-      t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
-      v = np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
-    out.append(np.asarray(states(params, t, v))[:batch - pad])
-  return np.concatenate(out)
+  return map_batches(lambda t, v: states(params, t, v), (tokens, valid),
+                     batch)
 
 
 def _probe_config(workdir_steps: int, seed: int):

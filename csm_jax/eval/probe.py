@@ -126,6 +126,21 @@ class ProbeTask(Task):
                     batch_fn=_stack).to_iter_dataset()
 
 
+def map_batches(fn, arrays: tuple, batch: int) -> np.ndarray:
+  """``fn(*chunk)`` over ``batch``-row chunks of ``arrays`` (the last one
+  zero-padded, so a jitted ``fn`` compiles one shape), concatenated with
+  the padding rows dropped."""
+  out = []
+  for i in range(0, len(arrays[0]), batch):
+    chunk = [a[i:i + batch] for a in arrays]
+    n = len(chunk[0])
+    if n < batch:
+      chunk = [np.concatenate([a, np.zeros((batch - n,) + a.shape[1:],
+                                           a.dtype)]) for a in chunk]
+    out.append(np.asarray(fn(*chunk))[:n])
+  return np.concatenate(out) if out else np.zeros((0,), np.int64)
+
+
 def predict(model, tokens: np.ndarray, valid: np.ndarray,
             batch: int = 256) -> np.ndarray:
   """Top-1 class of every example (``tokens``: the probe's inputs, codec
@@ -136,12 +151,4 @@ def predict(model, tokens: np.ndarray, valid: np.ndarray,
   def f(state, t, v):
     return jnp.argmax(nnx.merge(graphdef, state)(t, v), -1)
 
-  out = []
-  for i in range(0, len(tokens), batch):
-    t, v = tokens[i:i + batch], valid[i:i + batch]
-    pad = batch - len(t)
-    if pad:
-      t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
-      v = np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
-    out.append(np.asarray(f(state, t, v))[:batch - pad])
-  return np.concatenate(out) if out else np.zeros((0,), np.int64)
+  return map_batches(lambda t, v: f(state, t, v), (tokens, valid), batch)

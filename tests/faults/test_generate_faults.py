@@ -172,7 +172,8 @@ def test_a_run_config_that_is_not_ours_is_one_line(run, tmp_path, content,
     (("model", "backbone", "width"), "wide",
      "config.model.backbone.width: must be int, got 'wide'"),
     (("model", "dtype"), 3, "config.model.dtype: must be str, got 3"),
-    (("train", "lr"), "fast", "config.train.lr: must be a number")])
+    (("train", "lr"), "fast", "config.train.lr: must be a number"),
+    (("task",), "bogus", "config.task: unknown task 'bogus'")])
 def test_a_run_config_field_of_the_wrong_type_is_one_line(run, tmp_path,
                                                           field, value, words):
   """Read back from JSON a config is not type-checked by ml_collections: a
