@@ -13,6 +13,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from csm_jax.cli import errors as cli_errors
+from csm_jax.parallel.hardware import tune_cpu_for_training
 from csm_jax.parallel.mesh import initialize_distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,6 +37,7 @@ def _speaks(config) -> bool:
 
 def main(argv):
   del argv
+  tune_cpu_for_training()  # XLA reads its flags at backend start
   initialize_distributed()  # before anything queries the backend
   # pylint: disable=g-import-not-at-top
   from csm_jax.cli.logs import quiet_library_logs

@@ -29,6 +29,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from csm_jax.cli import errors as cli_errors
+from csm_jax.parallel.hardware import tune_cpu_for_training
 from csm_jax.parallel.mesh import initialize_distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -74,6 +75,8 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in _COMMANDS:
     raise app.UsageError(f"usage: python -m csm_jax.bench {{{'|'.join(_COMMANDS)}}} "
                          "--config=FILE")
+  if argv[1] == "train":
+    tune_cpu_for_training()  # as the train entrypoint does
   initialize_distributed()
   if argv[1] in ("speculative", "conversation", "serve"):
     if not _WORKDIR.value:
