@@ -92,9 +92,8 @@ def main(argv):
     config, model = _CONFIG.value, None
     if _WORKDIR.value:
       config, model = trained_model(_WORKDIR.value)
-    chunk = ({} if _FRAMES_PER_CALL.value is None
-             else {"frames_per_call": _FRAMES_PER_CALL.value})
-    result = bench_generate(config, frames=_FRAMES.value, **chunk,
+    result = bench_generate(config, frames=_FRAMES.value,
+                            frames_per_call=_FRAMES_PER_CALL.value,
                             repeats=_REPEATS.value,
                             batches=tuple(int(b) for b in _BATCHES.value),
                             draft=_DRAFT.value, model=model,

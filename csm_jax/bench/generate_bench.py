@@ -169,7 +169,7 @@ def _reference_rows(config, frames, prompt_rows, repeats, top_k,
 
 
 def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
-                   frames_per_call: int = Sampling.frames_per_call,
+                   frames_per_call: int | None = None,
                    top_k: int = 50,
                    compare_stacked: bool = True,
                    bandwidth_bytes: int = 1 << 30, repeats: int = 9,
@@ -202,6 +202,7 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
   dtype = str(jax.tree.leaves(params)[0].dtype)
   wbytes = weight_bytes_per_frame(model)
   del params
+  frames_per_call = frames_per_call or Sampling.frames_per_call
   opts = (config, frames, prompt_rows, frames_per_call, top_k)
   compute = decode.compute_dtype_for_platform(config.model.dtype)
   model = decode.with_compute_dtype(model, compute)

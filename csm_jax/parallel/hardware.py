@@ -9,14 +9,15 @@ are computed against, measured in the same run on shared machines.
 from __future__ import annotations
 
 import dataclasses
-import os
 import functools
+import os
 import statistics
 import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 
 # Dense bf16 peak per chip (FLOP/s), from the vendors' datasheets.
 PEAK_FLOPS = {
@@ -31,7 +32,7 @@ PEAK_FLOPS = {
 # training step that makes each weight gradient's elementwise producer write
 # its activations transposed for the library's matmul (the SwiGLU backward
 # alone was a fifth of the debug step); with dots only, XLA's own loop
-# emitters fuse the elementwise work and the debug step runs 15-18% faster
+# emitters fuse the elementwise work and the debug step runs 15-30% faster
 # (docs/speed.md). Decoding is unchanged within noise.
 CPU_TRAINING_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=dot",)
 TUNED_JAXLIB = "0.10."  # the releases these flags were measured on
@@ -45,7 +46,6 @@ def tune_cpu_for_training(environ=None) -> list[str]:
   ``XLA_FLAGS`` already sets is left as the user set it, and with a jaxlib
   other than ``TUNED_JAXLIB`` nothing is added.
   """
-  import jaxlib  # pylint: disable=g-import-not-at-top
   if not jaxlib.__version__.startswith(TUNED_JAXLIB):
     return []  # an unknown XLA flag aborts the process: only where checked
   env = os.environ if environ is None else environ
