@@ -14,6 +14,9 @@ def get_config(arg=None):
       train__log_every=10, train__eval_every=100, train__ckpt_every=100,
       model__text_loss_weight=0.1, model__decoder_frame_fraction=0.25,
       model__text_window=64, model__audio_window=256, model__max_seq_len=512,
+      # 4 + 2 layers compile in seconds unrolled, and without the layer
+      # scan's stacked residual buffers the CPU step is ~13% faster.
+      model__scan_layers=False,
       data__seq_len=512, data__batch_size=4,
       # ~10 CPU minutes of codec training on first run.
       data__codec_steps=500)

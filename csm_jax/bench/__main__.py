@@ -2,11 +2,13 @@
 
 Subcommands:
   train   training throughput: frames/s, achieved FLOP/s, ratio to this
-          machine's matmul peak measured in the same run.
+          machine's matmul peak measured in the same run, and to the step's
+          own weight products timed alone at its shapes.
   generate  ms per frame, real-time factor, first-chunk latency and the
           ratio to the memory-bandwidth floor (random weights, or --workdir's
           trained ones); batch scaling, speculative depth decoding on/off,
-          and the released CSM's eager PyTorch loop at the same dims.
+          each against the limit this machine's matrix products allow, and
+          the released CSM's eager PyTorch loop at the same dims.
   gpu     one accelerator's figures in one JSON (--json): CSM-1B bf16
           generation at batch 1 and 8, speculative on/off, train-step MFU,
           codec RTF (see csm_jax.bench.gpu_bench); --dims=debug on CPU.

@@ -27,7 +27,8 @@ from csm_jax.config.errors import UsageError
 from csm_jax.inference import decode, speculative
 from csm_jax.inference.generator import Sampling
 from csm_jax.model.csm import CSM
-from csm_jax.parallel.hardware import measured_bandwidth, timed
+from csm_jax.parallel.hardware import (measured_bandwidth,
+                                       measured_product_chain, timed)
 
 
 def weight_bytes_per_frame(model) -> int:
@@ -43,6 +44,59 @@ def weight_bytes_per_frame(model) -> int:
   # The decoder runs N steps (one for h, N-1 for codes); each code step
   # reads one of the N-1 heads.
   return backbone + n * decoder + (n - 1) * per_head
+
+
+def _block_products(spec) -> list[tuple[int, int]]:
+  """(d_in, d_out) of every product a stack's one-row step makes."""
+  hd, w = spec.dim_per_head, spec.width
+  q, kv = spec.heads * hd, spec.kv_heads * hd
+  return [(w, q), (w, kv), (w, kv), (q, w), (w, spec.mlp), (w, spec.mlp),
+          (spec.mlp, w)] * spec.depth
+
+
+def product_limits(model, batches, draft: int, dtype=jnp.float32) -> dict:
+  """What this machine's matrix kernels allow batching and verification.
+
+  Times the products of one frame (the backbone with codebook 0's head,
+  and N decoder steps with the projection and a codebook head) with random
+  weights of the model's shapes in ``dtype``, at 1 row and at each batch (and at the
+  ``draft + 1`` rows of a verification pass). ``limit_batch{b}_ratio`` is
+  the frames/s ratio batch b would reach over batch 1 if a frame were its
+  products alone; ``verify_pass_steps`` is what one teacher-forced pass over
+  ``draft + 1`` positions costs in one-row decoder steps (1 on a
+  memory-bound machine, more where extra rows cost compute), and
+  ``ratio_at_full_acceptance`` speculative decoding's best ms/frame ratio
+  to plain decoding from these products (every draft accepted).
+  """
+  bb, dec = model.backbone.spec, model.decoder.spec
+  vocab, n = model.audio_vocab, model.n_codebooks
+  verify = draft + 1 if draft else None
+  rows = sorted({1, *batches, *([verify] if verify else [])})
+  t_bb = measured_product_chain(_block_products(bb) + [(bb.width, vocab)],
+                                rows, dtype=dtype)
+  # A frame's N decoder steps over the same weights (warm in cache where
+  # they fit, as when decoding), per step.
+  t_dec = measured_product_chain(
+      [(bb.width, dec.width)] + _block_products(dec) + [(dec.width, vocab)],
+      rows, passes=n, dtype=dtype)
+  t_dec = {m: t / n for m, t in t_dec.items()}
+  frame = {m: t_bb[m] + n * t_dec[m] for m in rows}
+  out = {f"limit_batch{b}_ratio": b * frame[1] / frame[b]
+         for b in batches if b > 1}
+  if verify:
+    v = t_dec[verify] / t_dec[1]
+    out["verify_pass_steps"] = v
+    # Every draft accepted: the h step, then rounds of one pass and
+    # ``draft`` one-block drafts for N - 1 codes, against N steps, with the
+    # backbone's products on both sides.
+    rounds = -(-(n - 1) // verify)
+    round_steps = v + draft / dec.depth
+    backbone = t_bb[1] / t_dec[1]
+    out["round_steps"] = round_steps
+    out["backbone_steps"] = backbone
+    out["ratio_at_full_acceptance"] = (
+        (backbone + 1 + rounds * round_steps) / (backbone + n))
+  return out
 
 
 def trained_model(checkpoint: str):
@@ -234,12 +288,17 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
   if stacked is not None:
     out["stacked_ms_per_frame"] = 1e3 * stacked["frame_s"]
     out["speedup_vs_stacked"] = stacked["frame_s"] / frame_s
+  limits = product_limits(fast, batches, draft, compute)
   for b in batches:
     r = ours if b == 1 else _time_decoding(fast, *opts, batch=b,
                                            repeats=repeats)
     out[f"batch{b}_frames_per_s"] = b / r["frame_s"]
     out[f"batch{b}_spread"] = r["spread"]
     out[f"batch{b}_ratio_to_batch1"] = b * frame_s / r["frame_s"]
+    if b > 1:
+      limit = limits[f"limit_batch{b}_ratio"]
+      out[f"batch{b}_products_limit"] = limit
+      out[f"batch{b}_of_limit"] = out[f"batch{b}_ratio_to_batch1"] / limit
   if reference:
     out.update(_reference_rows(config, frames, prompt_rows, repeats, top_k,
                                frame_s))
@@ -254,4 +313,16 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
                                           / max(st["evaluated"].sum(), 1))
     out["speculative_passes_per_frame"] = float(
         st["rounds"].sum() / (spec["frames_per_repeat"] * spec["repeats"]))
+    # A round (one verification pass and ``draft`` one-block drafts, the
+    # drafter's default depth) in one-row decoder steps, and the best ratio
+    # to plain this machine's products allow: every draft accepted.
+    out["speculative_verify_pass_steps"] = limits["verify_pass_steps"]
+    out["speculative_round_steps_predicted"] = limits["round_steps"]
+    out["speculative_ratio_limit"] = limits["ratio_at_full_acceptance"]
+    # The same products at the passes this run needed: what is left of the
+    # measured ratio is the rounds' other work (sampling, loop, selects).
+    bb = limits["backbone_steps"]
+    out["speculative_ratio_predicted"] = (
+        (bb + 1 + out["speculative_passes_per_frame"] * limits["round_steps"])
+        / (bb + config.model.n_codebooks))
   return out

@@ -13,9 +13,12 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from csm_jax.parallel.hardware import datasheet_peak, measured_matmul_peak
+from csm_jax.model.loss import dense_products
+from csm_jax.parallel.hardware import (datasheet_peak, measured_matmul_peak,
+                                       measured_training_products)
 from csm_jax.training.run import make_task
 from csm_jax.training.trainer import Trainer
 
@@ -51,6 +54,17 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
   unit, items = tr.task.items_per_batch(tr.batch_size)
   peak = max(peak, measured_matmul_peak(2048, repeats=10)) * jax.device_count()
   sheet = datasheet_peak()
+  extra = {}
+  if config.task == "csm" and jax.device_count() == 1:
+    # The step's own weight products alone, at its shapes: how much of the
+    # gap to the square-matmul peak is the shapes, how much the rest.
+    products = dense_products(config, tr.batch_size)
+    alone = measured_training_products(
+        products, dtype=jnp.dtype(config.model.dtype))
+    ceiling = 6.0 * sum(r * k * o for r, k, o in products) / alone
+    extra = {"products_alone_flops_per_s": ceiling,
+             "products_alone_ratio_to_peak": ceiling / peak,
+             "ratio_to_products_alone": flops / step_s / ceiling}
   return {
       "params": tr.params, "devices": jax.device_count(),
       "compile_s": compile_s, "step_ms_median": 1e3 * step_s,
@@ -59,6 +73,7 @@ def bench_train(config, steps: int = 10, warmup: int = 2) -> dict:
       "achieved_flops_per_s": flops / step_s,
       "measured_matmul_peak_flops_per_s": peak,
       "ratio_to_measured_peak": flops / step_s / peak,
+      **extra,
       **({"datasheet_peak_flops_per_s": sheet * jax.device_count(),
           "mfu_vs_datasheet": flops / step_s / (sheet * jax.device_count())}
          if sheet else {}),

@@ -124,7 +124,7 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
   mask_at = lambda first, t: _slots_at(first, t, size)
 
   def head_logits(out, index):
-    w = jnp.take(heads, jnp.minimum(index, n - 2), axis=0)
+    w = jnp.take(heads, jnp.minimum(index, n - 2), axis=0, mode="clip")
     logits = jnp.einsum("td,tdv->tv", out, w.astype(out.dtype))
     return jnp.where(valid, logits.astype(jnp.float32), NEG_INF)
 
@@ -133,7 +133,7 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
     return model.projection(model.audio_embed(tokens + cb * vocab)[None])
 
   temps = lambda first, t: jnp.take(
-      temperature, jnp.minimum(first + jnp.arange(t), n - 1))
+      temperature, jnp.minimum(first + jnp.arange(t), n - 1), mode="clip")
   index = jnp.arange(n)
 
   def round_(carry):
@@ -181,7 +181,7 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
     code = jnp.where(greedy, jnp.argmax(resid), drawn).astype(jnp.int32)
     rel = index - (j + 1)
     kept = jnp.take(jnp.concatenate([d, jnp.zeros((1,), jnp.int32)]),
-                    jnp.clip(rel, 0, k))
+                    jnp.clip(rel, 0, k), mode="clip")
     codes = jnp.where((rel >= 0) & (rel < m), kept, codes)
     codes = jnp.where(extra & (rel == m), code, codes)
     seen = (rel >= 0) & (rel <= m) & (rel < k) & (rel < remain)
@@ -197,6 +197,22 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
       lambda c: c[0] < stop, round_, carry)
   return codes, cache, {"evaluated": evaluated, "accepted": accepted,
                         "rounds": r}
+
+
+def _per_example(fn, b: int):
+  """``jax.vmap(fn)``, or at batch 1 ``fn`` on the one example.
+
+  Under ``vmap`` each example's ``while_loop`` runs until the batch is done,
+  selecting every carry (the decoder cache) per round, and XLA:CPU lowers
+  the batched top-k to a full sort (89 us a call at debug dims against a
+  few us): at batch 1, the streaming case, neither is needed.
+  """
+  if b > 1:
+    return jax.vmap(fn)
+  def one(*args):
+    out = fn(*jax.tree.map(lambda x: x[0], args))
+    return jax.tree.map(lambda x: x[None], out)
+  return one
 
 
 def _example_keys(key, b: int):
@@ -244,8 +260,8 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
     return depth_codes(model, cache, codes, k, temperature, top_k, top_p,
                        start, stop, draft, draft_layers)
 
-  batched = jax.vmap(run)
-  cache = jax.vmap(lambda x: start_frame(model, x, draft))(h)
+  batched = _per_example(run, b)
+  cache = _per_example(lambda x: start_frame(model, x, draft), b)(h)
   codes, cache, stats = batched(cache, codes, depth_keys,
                                 jnp.zeros((b,), jnp.int32),
                                 jnp.full((b,), levels - 1, jnp.int32))

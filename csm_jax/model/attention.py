@@ -62,6 +62,33 @@ def causal_mask(batch: int, length: int) -> jax.Array:
                           (batch, 1, length, length))
 
 
+def repeated_heads_attention(q, k, v, mask=None):
+  """Softmax attention with each key/value head repeated for its queries.
+
+  q (B, T, N, H), k and v (B, S, K, H) with K dividing N, mask (B, 1, T, S)
+  or None; returns (B, T, N, H). The same function as
+  ``jax.nn.dot_product_attention``'s XLA path (scale 1/sqrt(H), logits and
+  softmax in f32, masked logits at its large negative). That path groups the
+  N query heads as (K, N / K), and in a training step XLA:CPU then writes the
+  softmax backward's (B, K, T, S, N / K) probabilities with the group axis
+  minor, a strided copy that took 15% of the debug step; with the heads
+  repeated every product keeps (B, N) as its batch axes and the copy goes
+  (docs/speed.md). For full sequences only: repeating a decoding cache would
+  copy it on every step.
+  """
+  h = q.shape[-1]
+  g = q.shape[2] // k.shape[2]
+  if g > 1:
+    k, v = jnp.repeat(k, g, axis=2), jnp.repeat(v, g, axis=2)
+  logits = jnp.einsum("btnh,bsnh->bnts", q, k,
+                      preferred_element_type=jnp.float32)
+  logits = logits * jnp.float32(1.0 / math.sqrt(h))
+  if mask is not None:
+    logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.einsum("bnts,bsnh->btnh", probs, v)
+
+
 class Attention(nnx.Module):
   """Grouped-query self-attention with RoPE and an optional KV cache."""
 
@@ -116,8 +143,11 @@ class Attention(nnx.Module):
                                               cache_index, axis=1)
       new_cache = (k, v)
       k, v = k.astype(dt), v.astype(dt)
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask,
-                                       implementation=self.impl)
+    if cache is None and self.impl is None and jax.default_backend() == "cpu":
+      out = repeated_heads_attention(q, k, v, mask)
+    else:
+      out = jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                         implementation=self.impl)
     out = constrain(out, ("batch", "seq", "act_heads", "head_dim"))
     b, t, n, h = out.shape
     # One (B, T, N*H) x (N*H, D) product: as a 4-d einsum XLA:CPU chose a

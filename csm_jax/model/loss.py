@@ -172,11 +172,44 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
   return total, metrics
 
 
+def _stack_products(spec, rows: int) -> list[tuple[int, int, int]]:
+  hd, w = spec.dim_per_head, spec.width
+  q, kv = spec.heads * hd, spec.kv_heads * hd
+  return [(rows, w, q), (rows, w, kv), (rows, w, kv), (rows, q, w),
+          (rows, w, spec.mlp), (rows, w, spec.mlp), (rows, spec.mlp, w)
+          ] * spec.depth
+
+
+def dense_products(config, batch_size: int) -> list[tuple[int, int, int]]:
+  """(rows, d_in, d_out) of every weight product of a training step's
+  forward pass: the backbone on every row, its heads, and the decoder on
+  the frames it trains on (N positions each) with its projection and the
+  codebook heads trained."""
+  from csm_jax.model.transformer import TransformerSpec  # pylint: disable=g-import-not-at-top
+  m = config.model
+  t = config.data.seq_len
+  bs = TransformerSpec.from_config(m.backbone, m, "embed")
+  ds = TransformerSpec.from_config(m.decoder, m, "dec_embed")
+  n = m.n_codebooks
+  rows = batch_size * t
+  out = _stack_products(bs, rows) + [(rows, bs.width, m.audio_vocab)]
+  if m.text_loss_weight > 0:
+    out.append((rows, bs.width, m.text_vocab))
+  frames = batch_size * decoder_frames_per_example(t, m.decoder_frame_fraction)
+  out += _stack_products(ds, frames * n)
+  out.append((frames * n, bs.width, ds.width))  # projection
+  heads_trained = (m.critical_codebooks - 1 + m.detail_codebooks_per_step
+                   if m.critical_codebooks else n - 1)
+  out += [(frames, ds.width, m.audio_vocab)] * heads_trained
+  return out
+
+
 def count_flops(config, batch_size: int) -> float:
   """Matmul FLOPs per training step (forward + backward = 3x forward).
 
-  Backbone: 2 * params * tokens plus attention scores; the decoder only on
-  the frames it trains on (N positions each); heads on their frames.
+  The weight products of ``dense_products`` plus the attention scores over
+  each query's average causal context (the backbone's within its audio
+  window, the decoder's over a frame's N positions).
   """
   from csm_jax.model.transformer import TransformerSpec  # pylint: disable=g-import-not-at-top
   m = config.model
@@ -185,20 +218,11 @@ def count_flops(config, batch_size: int) -> float:
   ds = TransformerSpec.from_config(m.decoder, m, "dec_embed")
   n = m.n_codebooks
 
-  def stack_flops(spec, tokens, ctx):
-    dense = spec.param_count() - spec.width * (2 * spec.depth + 1)
-    attn = 2 * 2 * spec.depth * spec.heads * spec.dim_per_head * ctx
-    return tokens * (2 * dense + attn)
+  def attention(spec, tokens, ctx):
+    return tokens * 2 * 2 * spec.depth * spec.heads * spec.dim_per_head * ctx
 
-  ctx_b = min(t, m.audio_window) / 2  # average causal context per query
-  backbone = stack_flops(bs, batch_size * t, ctx_b)
-  heads = 2 * batch_size * t * bs.width * m.audio_vocab
-  if m.text_loss_weight > 0:
-    heads += 2 * batch_size * t * bs.width * m.text_vocab
   frames = batch_size * decoder_frames_per_example(t, m.decoder_frame_fraction)
-  decoder = stack_flops(ds, frames * n, n / 2)
-  decoder += 2 * frames * n * bs.width * ds.width  # projection
-  heads_trained = (m.critical_codebooks - 1 + m.detail_codebooks_per_step
-                   if m.critical_codebooks else n - 1)
-  decoder += 2 * frames * heads_trained * ds.width * m.audio_vocab
-  return 3.0 * (backbone + heads + decoder)
+  scores = (attention(bs, batch_size * t, min(t, m.audio_window) / 2)
+            + attention(ds, frames * n, n / 2))
+  dense = sum(2 * r * k * o for r, k, o in dense_products(config, batch_size))
+  return 3.0 * (dense + scores)

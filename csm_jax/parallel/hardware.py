@@ -102,6 +102,64 @@ def measured_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
   return n_bytes / best_time(jax.jit(jnp.sum), x, repeats)
 
 
+def measured_product_chain(shapes, rows, repeats: int = 15, passes: int = 1,
+                           dtype=jnp.float32) -> dict[int, float]:
+  """Seconds of ``passes`` passes of products ``(m, d_in) @ (d_in, d_out)``
+  over ``shapes`` (each its own weight, the same weights on every pass),
+  for every ``m`` in ``rows``: the best of ``repeats`` calls.
+
+  Each product's input is scaled by a value of the previous output, so the
+  products run one after another as a decoder's do. Comparing ``m`` rows
+  with one shows what this machine's matrix kernels charge for extra rows
+  over the same weights: the limit of batching and of verifying several
+  drafted tokens in one pass. The best call is the least disturbed, as for
+  the peaks above.
+  """
+  keys = jax.random.split(jax.random.key(0), len(shapes))
+  ws = [0.01 * jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes)]
+
+  @jax.jit
+  def chain(xs, ws):
+    scale = jnp.ones((), dtype)
+    for _ in range(passes):
+      for x, w in zip(xs, ws):
+        y = (x * scale) @ w
+        scale = 1 + 1e-3 * y[0, 0]
+    return scale
+
+  out = {}
+  for m in rows:
+    xs = [jnp.ones((m, s[0]), dtype) for s in shapes]
+    out[m] = timed(lambda xs=xs: chain(xs, ws), repeats).best
+  return out
+
+
+def measured_training_products(products, repeats: int = 5,
+                               dtype=jnp.float32) -> float:
+  """Seconds one training step's weight products take on their own.
+
+  ``products``: (rows, d_in, d_out) of each forward product; each is timed
+  with its two backward products (the input's and the weight's gradient),
+  once per distinct shape (best of ``repeats``), and counted as often as it
+  occurs. The FLOPs of ``products`` over this time are what this machine's
+  matrix kernels reach at the step's shapes: a training step's ceiling
+  there, below the square-matmul peak when the shapes are thin.
+  """
+  counts: dict[tuple[int, int, int], int] = {}
+  for shape in products:
+    counts[tuple(shape)] = counts.get(tuple(shape), 0) + 1
+
+  @jax.jit
+  def fwd_bwd(x, w, g):
+    return x @ w, g @ w.T, x.T @ g
+
+  total = 0.0
+  for (r, k, o), count in counts.items():
+    x, w, g = (jnp.ones(s, dtype) for s in ((r, k), (k, o), (r, o)))
+    total += count * best_time(lambda a: fwd_bwd(*a), (x, w, g), repeats)
+  return total
+
+
 def datasheet_peak(device=None) -> float | None:
   kind = (device or jax.devices()[0]).device_kind.lower()
   return next((v for k, v in PEAK_FLOPS.items() if k in kind), None)

@@ -107,3 +107,50 @@ def test_grouped_query_attention_matches_reference():
   s = jnp.where(mask, s, -1e30)
   want = jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, -1), vr)
   np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_repeated_heads_attention_is_jaxs_attention_values_and_gradients():
+  """The CPU training path computes what jax.nn.dot_product_attention does,
+  forward and backward, with a packed layout's mask (padding rows see
+  nothing: their output is the uniform average, as jax's)."""
+  from csm_jax.model.attention import repeated_heads_attention
+  rng = np.random.default_rng(1)
+  b, t, n, k, h = 2, 9, 6, 2, 8
+  q, kk, v = (jnp.asarray(rng.normal(size=(b, t, m, h)), jnp.float32)
+              for m in (n, k, k))
+  mask = np.tril(np.ones((t, t), bool))[None, None].repeat(b, 0)
+  mask[1, :, -2:, :] = False  # two padding queries
+  mask = jnp.asarray(mask)
+  ours = lambda *a: repeated_heads_attention(*a, mask)
+  jaxs = lambda *a: jax.nn.dot_product_attention(*a, mask=mask,
+                                                 implementation="xla")
+  np.testing.assert_allclose(ours(q, kk, v), jaxs(q, kk, v), atol=1e-5)
+  w = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+  grad = lambda f: jax.grad(lambda *a: jnp.sum(f(*a) * w), (0, 1, 2))(
+      q, kk, v)
+  for got, want in zip(grad(ours), grad(jaxs)):
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cpu_attention_layer_uses_repeated_heads_for_full_sequences(
+    monkeypatch):
+  """Without a cache on CPU the layer takes the repeated-heads path; with
+  a cache (decoding) it keeps jax's grouped attention."""
+  from flax import nnx
+  from csm_jax.model import attention
+  from csm_jax.model.layers import Precision, rope_inv_freq, RopeConfig
+  calls = []
+  real = attention.repeated_heads_attention
+  monkeypatch.setattr(attention, "repeated_heads_attention",
+                      lambda *a: calls.append(1) or real(*a))
+  layer = attention.Attention(16, 4, 2, 4, "embed", Precision(),
+                              nnx.Rngs(params=0))
+  x = jnp.ones((1, 3, 16))
+  pos = jnp.arange(3)[None]
+  inv = rope_inv_freq(4, RopeConfig())
+  full, _ = layer(x, pos, attention.causal_mask(1, 3), inv)
+  assert calls == [1]
+  cache = (jnp.zeros((1, 3, 2, 4)), jnp.zeros((1, 3, 2, 4)))
+  cached, _ = layer(x, pos, attention.causal_mask(1, 3), inv, cache, 0)
+  assert calls == [1]
+  np.testing.assert_allclose(full, cached, atol=1e-5)

@@ -31,6 +31,11 @@ def test_bench_generate_reports_both_layouts():
                       r["batch2_frames_per_s"] / r["batch1_frames_per_s"])
   assert math.isclose(r["speculative_ratio_to_plain"],
                       r["speculative_ms_per_frame"] / r["ms_per_frame_median"])
+  # The machine's limits, measured in the same run.
+  assert math.isclose(r["batch2_of_limit"], r["batch2_ratio_to_batch1"]
+                      / r["batch2_products_limit"])
+  assert r["speculative_verify_pass_steps"] > 0
+  assert r["speculative_ratio_limit"] > 0
   # The tiny decoder has one block: its early exit is the decoder itself,
   # so every draft is accepted and a frame takes ceil(3 / 2) passes.
   assert r["speculative_acceptance"] == 1.0
@@ -57,3 +62,38 @@ def test_the_torch_reference_loop_fills_its_caches_as_it_decodes():
   with pytest.raises(RuntimeError):
     torch_reference.time_frames(c.model, frames=3, prompt_rows=5, repeats=2,
                                 top_k=4, max_len=5 + 3)
+
+
+def test_product_limits_from_the_products_timings(monkeypatch):
+  """The limits' arithmetic, on timings chosen for it: the backbone costs
+  10 at any rows, a decoder step 1 at one row and 2 at two or more."""
+  from csm_jax.bench import generate_bench
+  c = tiny_config()
+  model = CSM(c.model, nnx.Rngs(params=0))
+  calls = []
+
+  def chain(shapes, rows, passes=1, dtype=None):  # the backbone's first
+    del dtype
+    backbone = not calls
+    calls.append((shapes, rows, passes))
+    return {m: 10.0 if backbone else passes * (1.0 if m == 1 else 2.0)
+            for m in rows}
+
+  monkeypatch.setattr(generate_bench, "measured_product_chain", chain)
+  out = generate_bench.product_limits(model, batches=(1, 4), draft=2)
+  n = model.n_codebooks
+  # Batch 4: 4 frames for (10 + 2n) instead of 4 x (10 + n).
+  assert math.isclose(out["limit_batch4_ratio"], 4 * (10 + n) / (10 + 2 * n))
+  assert out["verify_pass_steps"] == 2.0  # 3 rows cost 2 one-row steps
+  depth = model.decoder.spec.depth
+  rounds = -(-(n - 1) // 3)
+  assert math.isclose(out["ratio_at_full_acceptance"],
+                      (10 + 1 + rounds * (2 + 2 / depth)) / (10 + n))
+  # One row, the batches and the verification pass's rows are timed; the
+  # backbone's products end in codebook 0's head, the decoder's in a head.
+  assert calls[0][1] == [1, 3, 4] and calls[1][1] == [1, 3, 4]
+  # The decoder's products run N passes over the same weights, as a frame.
+  assert calls[0][2] == 1 and calls[1][2] == n
+  assert len(calls[0][0]) == 7 * model.backbone.spec.depth + 1
+  assert calls[0][0][-1] == (model.backbone.spec.width, model.audio_vocab)
+  assert len(calls[1][0]) == 7 * depth + 2

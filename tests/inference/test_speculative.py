@@ -167,3 +167,22 @@ def test_sampled_frames_follow_the_decoders_distribution(temperature, top_k,
   assert _chi2_p(counts, drafter) < 1e-6
   rate = st["accepted"].sum() / st["evaluated"].sum()
   assert 0.2 < rate < 0.95
+
+
+def test_batch_of_one_decodes_as_inside_a_batch():
+  """Batch 1 runs the rounds without vmap; each example's frames, sampled
+  with its own key, are the ones it gets inside a batch of three."""
+  c, model = _model()
+  n = c.model.n_codebooks
+  temps = jnp.full((n,), 0.9)
+  state = _prompted_state(model, c, 3)
+  keys = jax.random.split(jax.random.key(4), 3)
+  run = jax.jit(lambda s, k: speculative.generate_frames(
+      model, s, k, 3, temps, top_k=8, draft=2, return_stats=True))
+  together = run(state, keys)
+  for i in range(3):
+    alone = run(jax.tree.map(lambda x, i=i: x[i:i + 1] if x.ndim else x,
+                             state), keys[i:i + 1])
+    np.testing.assert_array_equal(alone[0][:, 0], together[0][:, i])
+    np.testing.assert_array_equal(alone[3]["rounds"][0],
+                                  together[3]["rounds"][i])
