@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import jax
 import ml_collections
@@ -36,24 +37,42 @@ def save_codec(directory: str, codec: Codec, c) -> None:
   np.savez(os.path.join(directory, "weights.npz"), **flat)
 
 
+class CodecFileError(UserError, ValueError):
+  """A codec directory whose config.json or weights.npz cannot be used."""
+
+
 def load_codec(directory: str) -> tuple[Codec, ml_collections.ConfigDict]:
-  """Reads a directory written by ``save_codec``; checks every array's shape."""
-  with open(os.path.join(directory, "config.json")) as f:
-    raw = json.load(f)
+  """Reads a directory written by ``save_codec``; checks every array's shape.
+
+  A file that cannot be read or does not match its config raises
+  ``CodecFileError`` naming it.
+  """
+  config_path = os.path.join(directory, "config.json")
+  weights_path = os.path.join(directory, "weights.npz")
+  try:
+    with open(config_path) as f:
+      raw = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CodecFileError(f"{config_path} is not readable JSON: {e}") from e
   c = config_from_json_dict(raw)
   cfg.validate(c)
   abstract = nnx.eval_shape(lambda: Codec(c, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
-  with np.load(os.path.join(directory, "weights.npz")) as data:
-    stored = dict(data)
+  try:
+    with np.load(weights_path) as data:
+      stored = dict(data)
+  except (ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise CodecFileError(f"{weights_path} is not a codec's weights file "
+                         f"({type(e).__name__}: {e})") from e
 
   def fill(path, leaf):
     k = _key(path)
     if k not in stored:
-      raise ValueError(f"{directory}: weights.npz lacks {k}")
+      raise CodecFileError(f"{weights_path} lacks {k}")
     if stored[k].shape != leaf.shape:
-      raise ValueError(f"{directory}: {k} has shape {stored[k].shape}, the "
-                       f"config expects {leaf.shape}")
+      raise CodecFileError(f"{weights_path}: {k} has shape "
+                           f"{stored[k].shape}, {config_path} expects "
+                           f"{leaf.shape}")
     return jax.numpy.asarray(stored[k], leaf.dtype)
 
   state = jax.tree_util.tree_map_with_path(fill, state)

@@ -150,6 +150,35 @@ def test_a_broken_tokenizer_or_checkpoint_is_one_line(run, tmp_path):
   assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.parametrize("damage,words", [
+    ("config", "config.json is not readable JSON"),
+    ("weights", "weights.npz is not a codec's weights file"),
+    ("truncated", "weights.npz is not a codec's weights file (BadZipFile"),
+    ("missing", "weights.npz lacks")])
+def test_a_broken_codec_in_the_workdir_is_one_line(run, tmp_path, damage,
+                                                   words):
+  """The run's codec export (config.json + weights.npz) damaged: one line
+  naming the file, not a numpy or zipfile traceback."""
+  wd = _copy(run, tmp_path / "codec")
+  codec = layout.own_codec_export(wd)
+  weights = os.path.join(codec, "weights.npz")
+  if damage == "config":
+    with open(os.path.join(codec, "config.json"), "w") as f:
+      f.write("{")
+  elif damage == "weights":
+    with open(weights, "wb") as f:
+      f.write(b"not an npz")
+  elif damage == "truncated":
+    os.truncate(weights, os.path.getsize(weights) // 2)
+  else:
+    stored = dict(np.load(weights))
+    del stored[sorted(stored)[0]]
+    np.savez(weights, **stored)
+  harness.one_error_line(
+      _generate(wd, "--text=Hi.", f"--out={tmp_path}/x.wav"), 1, codec, words)
+  assert not (tmp_path / "x.wav").exists()
+
+
 @pytest.mark.parametrize("content,words", [
     ("{not json", "is not a readable JSON config"),
     ('{"model": 3}', "is not a csm_jax config: it names no task"),
