@@ -27,6 +27,7 @@ from csm_jax.config.errors import UsageError
 from csm_jax.inference import decode, speculative
 from csm_jax.inference.generator import Sampling
 from csm_jax.model.csm import CSM
+from csm_jax.model.loss import stack_products
 from csm_jax.parallel.hardware import (measured_bandwidth,
                                        measured_product_chain, timed)
 
@@ -46,12 +47,17 @@ def weight_bytes_per_frame(model) -> int:
   return backbone + n * decoder + (n - 1) * per_head
 
 
-def _block_products(spec) -> list[tuple[int, int]]:
+def _step_products(spec) -> list[tuple[int, int]]:
   """(d_in, d_out) of every product a stack's one-row step makes."""
-  hd, w = spec.dim_per_head, spec.width
-  q, kv = spec.heads * hd, spec.kv_heads * hd
-  return [(w, q), (w, kv), (w, kv), (q, w), (w, spec.mlp), (w, spec.mlp),
-          (spec.mlp, w)] * spec.depth
+  return [(k, o) for _, k, o in stack_products(spec, 1)]
+
+
+def speculative_ratio(backbone_steps: float, n: int, passes: float,
+                      round_steps: float) -> float:
+  """Speculative over plain ms/frame when a frame is its products: the
+  backbone and the h step, then ``passes`` rounds of ``round_steps``
+  one-row decoder steps each, against the backbone and N steps."""
+  return (backbone_steps + 1 + passes * round_steps) / (backbone_steps + n)
 
 
 def product_limits(model, batches, draft: int, dtype=jnp.float32) -> dict:
@@ -59,10 +65,11 @@ def product_limits(model, batches, draft: int, dtype=jnp.float32) -> dict:
 
   Times the products of one frame (the backbone with codebook 0's head,
   and N decoder steps with the projection and a codebook head) with random
-  weights of the model's shapes in ``dtype``, at 1 row and at each batch (and at the
-  ``draft + 1`` rows of a verification pass). ``limit_batch{b}_ratio`` is
-  the frames/s ratio batch b would reach over batch 1 if a frame were its
-  products alone; ``verify_pass_steps`` is what one teacher-forced pass over
+  weights of the model's shapes in ``dtype``, at 1 row and at each batch
+  (and at the ``draft + 1`` rows of a verification pass).
+  ``limit_batch{b}_ratio`` is the frames/s ratio batch b would reach over
+  batch 1 if a frame were its products alone; ``verify_pass_steps`` is
+  what one teacher-forced pass over
   ``draft + 1`` positions costs in one-row decoder steps (1 on a
   memory-bound machine, more where extra rows cost compute), and
   ``ratio_at_full_acceptance`` speculative decoding's best ms/frame ratio
@@ -72,12 +79,12 @@ def product_limits(model, batches, draft: int, dtype=jnp.float32) -> dict:
   vocab, n = model.audio_vocab, model.n_codebooks
   verify = draft + 1 if draft else None
   rows = sorted({1, *batches, *([verify] if verify else [])})
-  t_bb = measured_product_chain(_block_products(bb) + [(bb.width, vocab)],
+  t_bb = measured_product_chain(_step_products(bb) + [(bb.width, vocab)],
                                 rows, dtype=dtype)
   # A frame's N decoder steps over the same weights (warm in cache where
   # they fit, as when decoding), per step.
   t_dec = measured_product_chain(
-      [(bb.width, dec.width)] + _block_products(dec) + [(dec.width, vocab)],
+      [(bb.width, dec.width)] + _step_products(dec) + [(dec.width, vocab)],
       rows, passes=n, dtype=dtype)
   t_dec = {m: t / n for m, t in t_dec.items()}
   frame = {m: t_bb[m] + n * t_dec[m] for m in rows}
@@ -86,16 +93,12 @@ def product_limits(model, batches, draft: int, dtype=jnp.float32) -> dict:
   if verify:
     v = t_dec[verify] / t_dec[1]
     out["verify_pass_steps"] = v
-    # Every draft accepted: the h step, then rounds of one pass and
-    # ``draft`` one-block drafts for N - 1 codes, against N steps, with the
-    # backbone's products on both sides.
-    rounds = -(-(n - 1) // verify)
-    round_steps = v + draft / dec.depth
-    backbone = t_bb[1] / t_dec[1]
-    out["round_steps"] = round_steps
-    out["backbone_steps"] = backbone
-    out["ratio_at_full_acceptance"] = (
-        (backbone + 1 + rounds * round_steps) / (backbone + n))
+    # A round is one pass and ``draft`` one-block drafts; with every draft
+    # accepted N - 1 codes take ceil((N - 1) / (draft + 1)) rounds.
+    out["round_steps"] = v + draft / dec.depth
+    out["backbone_steps"] = t_bb[1] / t_dec[1]
+    out["ratio_at_full_acceptance"] = speculative_ratio(
+        out["backbone_steps"], n, -(-(n - 1) // verify), out["round_steps"])
   return out
 
 
@@ -288,7 +291,10 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
   if stacked is not None:
     out["stacked_ms_per_frame"] = 1e3 * stacked["frame_s"]
     out["speedup_vs_stacked"] = stacked["frame_s"] / frame_s
-  limits = product_limits(fast, batches, draft, compute)
+  # The products' limits, timed only where a figure needs them (at CSM-1B
+  # dims they allocate a second set of random weights).
+  limits = (product_limits(fast, batches, draft, compute)
+            if draft or any(b > 1 for b in batches) else {})
   for b in batches:
     r = ours if b == 1 else _time_decoding(fast, *opts, batch=b,
                                            repeats=repeats)
@@ -321,8 +327,7 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
     out["speculative_ratio_limit"] = limits["ratio_at_full_acceptance"]
     # The same products at the passes this run needed: what is left of the
     # measured ratio is the rounds' other work (sampling, loop, selects).
-    bb = limits["backbone_steps"]
-    out["speculative_ratio_predicted"] = (
-        (bb + 1 + out["speculative_passes_per_frame"] * limits["round_steps"])
-        / (bb + config.model.n_codebooks))
+    out["speculative_ratio_predicted"] = speculative_ratio(
+        limits["backbone_steps"], config.model.n_codebooks,
+        out["speculative_passes_per_frame"], limits["round_steps"])
   return out

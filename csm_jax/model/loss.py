@@ -172,7 +172,9 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
   return total, metrics
 
 
-def _stack_products(spec, rows: int) -> list[tuple[int, int, int]]:
+def stack_products(spec, rows: int) -> list[tuple[int, int, int]]:
+  """(rows, d_in, d_out) of every weight product of a transformer stack
+  (``TransformerSpec``) applied to ``rows`` rows."""
   hd, w = spec.dim_per_head, spec.width
   q, kv = spec.heads * hd, spec.kv_heads * hd
   return [(rows, w, q), (rows, w, kv), (rows, w, kv), (rows, q, w),
@@ -180,23 +182,29 @@ def _stack_products(spec, rows: int) -> list[tuple[int, int, int]]:
           ] * spec.depth
 
 
+def _stacks(config):
+  """The backbone's and the decoder's ``TransformerSpec`` of ``config``."""
+  from csm_jax.model.transformer import TransformerSpec  # pylint: disable=g-import-not-at-top
+  m = config.model
+  return (TransformerSpec.from_config(m.backbone, m, "embed"),
+          TransformerSpec.from_config(m.decoder, m, "dec_embed"))
+
+
 def dense_products(config, batch_size: int) -> list[tuple[int, int, int]]:
   """(rows, d_in, d_out) of every weight product of a training step's
   forward pass: the backbone on every row, its heads, and the decoder on
   the frames it trains on (N positions each) with its projection and the
   codebook heads trained."""
-  from csm_jax.model.transformer import TransformerSpec  # pylint: disable=g-import-not-at-top
   m = config.model
   t = config.data.seq_len
-  bs = TransformerSpec.from_config(m.backbone, m, "embed")
-  ds = TransformerSpec.from_config(m.decoder, m, "dec_embed")
+  bs, ds = _stacks(config)
   n = m.n_codebooks
   rows = batch_size * t
-  out = _stack_products(bs, rows) + [(rows, bs.width, m.audio_vocab)]
+  out = stack_products(bs, rows) + [(rows, bs.width, m.audio_vocab)]
   if m.text_loss_weight > 0:
     out.append((rows, bs.width, m.text_vocab))
   frames = batch_size * decoder_frames_per_example(t, m.decoder_frame_fraction)
-  out += _stack_products(ds, frames * n)
+  out += stack_products(ds, frames * n)
   out.append((frames * n, bs.width, ds.width))  # projection
   heads_trained = (m.critical_codebooks - 1 + m.detail_codebooks_per_step
                    if m.critical_codebooks else n - 1)
@@ -211,11 +219,9 @@ def count_flops(config, batch_size: int) -> float:
   each query's average causal context (the backbone's within its audio
   window, the decoder's over a frame's N positions).
   """
-  from csm_jax.model.transformer import TransformerSpec  # pylint: disable=g-import-not-at-top
   m = config.model
   t = config.data.seq_len
-  bs = TransformerSpec.from_config(m.backbone, m, "embed")
-  ds = TransformerSpec.from_config(m.decoder, m, "dec_embed")
+  bs, ds = _stacks(config)
   n = m.n_codebooks
 
   def attention(spec, tokens, ctx):

@@ -8,6 +8,7 @@ are computed against, measured in the same run on shared machines.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import os
@@ -145,9 +146,7 @@ def measured_training_products(products, repeats: int = 5,
   matrix kernels reach at the step's shapes: a training step's ceiling
   there, below the square-matmul peak when the shapes are thin.
   """
-  counts: dict[tuple[int, int, int], int] = {}
-  for shape in products:
-    counts[tuple(shape)] = counts.get(tuple(shape), 0) + 1
+  counts = collections.Counter(tuple(p) for p in products)
 
   @jax.jit
   def fwd_bwd(x, w, g):
