@@ -10,6 +10,7 @@ decoding all share it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from csm_jax.model import lora as lora_lib
-from csm_jax.model.layers import Precision, apply_rope, param
+from csm_jax.model.layers import Precision, apply_rope, dense, param
 from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
@@ -89,6 +90,73 @@ def repeated_heads_attention(q, k, v, mask=None):
   return jnp.einsum("bnts,bsnh->btnh", probs, v)
 
 
+@dataclasses.dataclass(frozen=True)
+class Band:
+  """What a full sequence's mask is known to allow, for banded attention.
+
+  Query i may see only keys in ``[i - window + 1, i]`` and the first
+  ``prefix`` columns (``layout_mask`` with windows at most ``window``, a
+  prefix of ``prefix`` rows). Static: it decides the blocks at trace time.
+  """
+
+  window: int
+  prefix: int = 0
+
+
+# 128-query blocks measured fastest in the debug train step (T 512, window
+# 256, 64-wide heads), about 2% ahead of 64 and 96: smaller blocks skip
+# more of the score matrix but pay more per-op overhead and key copies.
+BAND_BLOCK = 128
+
+
+def banded_attention(q, k, v, mask, band: Band, block: int | None = None):
+  """``repeated_heads_attention`` computed over ``band``'s keys only.
+
+  q (B, T, N, H), k and v (B, T, K, H), mask (B, 1, T, T) inside ``band``;
+  returns (B, T, N, H). Queries go in blocks of ``block`` rows
+  (``BAND_BLOCK``); each block's keys are the prefix and the band's columns
+  from its first row's window start to its last row, so the causal upper
+  triangle and everything beyond the window are never computed (at T 512
+  and window 256 with 128-row blocks, 44% of the score matrix). Rows that
+  see some key get exactly the dense values; a row that sees no key at all
+  (padding) averages its block's keys instead of all keys, and nothing
+  attends to it.
+  """
+  block = block or BAND_BLOCK
+  # Heads-major layouts, keys with time minor, so each block reads
+  # contiguous runs of them.
+  qt = jnp.transpose(q, (0, 2, 1, 3))
+  kt = jnp.transpose(k, (0, 2, 3, 1))
+  vt = jnp.transpose(v, (0, 2, 1, 3))
+  t, h, p = qt.shape[2], qt.shape[-1], band.prefix
+  g = qt.shape[1] // kt.shape[1]
+  if g > 1:  # once, not per block
+    kt, vt = jnp.repeat(kt, g, axis=1), jnp.repeat(vt, g, axis=1)
+  scale = jnp.float32(1.0 / math.sqrt(h))
+
+  def attend(rows, keys):
+    kb = jnp.concatenate([kt[..., i] for i in keys], axis=-1)
+    vb = jnp.concatenate([vt[:, :, i] for i in keys], axis=2)
+    mb = jnp.concatenate([mask[:, :, rows, i] for i in keys], axis=-1)
+    logits = jnp.einsum("bnth,bnhs->bnts", qt[:, :, rows], kb,
+                        preferred_element_type=jnp.float32) * scale
+    logits = jnp.where(mb, logits, -0.7 * jnp.finfo(jnp.float32).max)
+    probs = jax.nn.softmax(logits, axis=-1).astype(vt.dtype)
+    return jnp.einsum("bnts,bnsh->bnth", probs, vb)
+
+  outs = []
+  if p:
+    outs.append(attend(slice(0, p), [slice(0, p)]))
+  for r0 in range(p, t, block):
+    r1 = min(t, r0 + block)
+    lo = max(p, r0 - band.window + 1)
+    lo = p + (lo - p) // block * block  # block-aligned key slices
+    keys = ([slice(0, p)] if p else []) + [slice(lo, r1)]
+    outs.append(attend(slice(r0, r1), keys))
+  out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
+  return jnp.transpose(out, (0, 2, 1, 3))
+
+
 class Attention(nnx.Module):
   """Grouped-query self-attention with RoPE and an optional KV cache."""
 
@@ -122,15 +190,19 @@ class Attention(nnx.Module):
     self.lora_scale = lora.scale
 
   def __call__(self, x, positions, mask, inv_freq, cache=None,
-               cache_index=None):
+               cache_index=None, band: Band | None = None):
+    """``band``: the mask's known extent for a full sequence (``Band``),
+    which lets the CPU path skip the keys outside it."""
     dt = self.dtype
     x = x.astype(dt)
-    q = jnp.einsum("btd,dnh->btnh", x, self.wq[...].astype(dt))
-    k = jnp.einsum("btd,dkh->btkh", x, self.wk[...].astype(dt))
-    v = jnp.einsum("btd,dkh->btkh", x, self.wv[...].astype(dt))
+    q, k, v = (self._project(x, w[...].astype(dt))
+               for w in (self.wq, self.wk, self.wv))
     q = q + self._adapt(self.lora_q, x, q.shape)
     k = k + self._adapt(self.lora_k, x, k.shape)
     v = v + self._adapt(self.lora_v, x, v.shape)
+    banded = (cache is None and self.impl is None and band is not None
+              and jax.default_backend() == "cpu"
+              and q.shape[1] - band.prefix > BAND_BLOCK)
     q = apply_rope(q, positions, inv_freq)
     k = apply_rope(k, positions, inv_freq)
     q = constrain(q, ("batch", "seq", "act_heads", "head_dim"))
@@ -143,7 +215,9 @@ class Attention(nnx.Module):
                                               cache_index, axis=1)
       new_cache = (k, v)
       k, v = k.astype(dt), v.astype(dt)
-    if cache is None and self.impl is None and jax.default_backend() == "cpu":
+    if banded:
+      out = banded_attention(q, k, v, mask, band)
+    elif cache is None and self.impl is None and jax.default_backend() == "cpu":
       out = repeated_heads_attention(q, k, v, mask)
     else:
       out = jax.nn.dot_product_attention(q, k, v, mask=mask,
@@ -154,9 +228,15 @@ class Attention(nnx.Module):
     # layout that transposed and copied all of wo on every decoding call.
     out = out.reshape(b, t, n * h)
     wo = self.wo[...].astype(dt).reshape(n * h, -1)
-    y = jnp.einsum("btk,kd->btd", out, wo)
+    y = dense(out, wo)
     y = y + self._adapt(self.lora_o, out, y.shape)
     return y, new_cache
+
+  @staticmethod
+  def _project(x, w):
+    """x (B, T, D) through w (D, heads, H): one (D, heads * H) product."""
+    d, n, h = w.shape
+    return dense(x, w.reshape(d, n * h)).reshape(*x.shape[:-1], n, h)
 
   def _adapt(self, lora, x, shape):
     if lora is None:

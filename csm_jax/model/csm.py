@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from csm_jax.model.attention import (PREFIX_SEGMENT, causal_mask, layout_mask,
-                                     row_windows)
+from csm_jax.model.attention import (PREFIX_SEGMENT, Band, causal_mask,
+                                     layout_mask, row_windows)
 from csm_jax.config import lora as lora_targets
 from csm_jax.config import memory as memory_config
 from csm_jax.config import prosody as prosody_config
@@ -145,13 +145,16 @@ class CSM(nnx.Module):
           [jnp.full((b, p), self.audio_window, jnp.int32), windows], axis=1)
     return x, positions, seg, windows
 
-  def run_backbone(self, rows, cache=None, start=0, cached_segments=None):
+  def run_backbone(self, rows, cache=None, start=0, cached_segments=None,
+                   prefix_len: int = 0):
     """The backbone over ``backbone_rows`` output, with or without a cache.
 
     The one place the attention mask is built (``layout_mask``), for
     training (rows attend to each other) and for cached decoding (rows at
     cache slots ``start..start+T-1`` attend to every filled slot, whose
     segment ids are ``cached_segments`` (B, S) after this call's write).
+    Without a cache, ``prefix_len`` (the rows' leading prefix vectors)
+    tells attention which keys the mask can allow (``Band``).
     Returns (hidden (B, T, W), new cache or None).
     """
     x, positions, seg, windows = rows
@@ -164,15 +167,20 @@ class CSM(nnx.Module):
       k_index = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, s))
       k_seg = cached_segments
     attn_mask = layout_mask(q_index, seg, windows, k_index, k_seg)
+    band = None
+    if cache is None:
+      band = Band(max(self.text_window, self.audio_window), prefix_len)
     return self.backbone(x, positions, attn_mask, cache=cache,
-                         cache_index=start if cache is not None else None)
+                         cache_index=start if cache is not None else None,
+                         band=band)
 
   def backbone_hidden(self, audio_tokens, text_tokens, mask, positions,
                       segment_ids, cond=None, prefix=None, prosody=None):
     """Backbone outputs (B, T, W) for a packed batch of frames."""
     rows = self.backbone_rows(audio_tokens, text_tokens, mask, positions,
                               segment_ids, cond, prefix, prosody)
-    h, _ = self.run_backbone(rows)
+    h, _ = self.run_backbone(
+        rows, prefix_len=0 if prefix is None else prefix.shape[1])
     if prefix is not None:
       h = h[:, prefix.shape[1]:]
     return h

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
-from csm_jax.model.attention import Attention
+from csm_jax.model.attention import Attention, Band
 from csm_jax.model.layers import Precision, RMSNorm, RopeConfig, SwiGLU, rope_inv_freq
 from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
@@ -85,9 +85,9 @@ class Block(nnx.Module):
     self.mlp = SwiGLU(spec.width, spec.mlp, ax, prec, rngs, lora=spec.lora)
 
   def __call__(self, x, positions, mask, inv_freq, cache=None,
-               cache_index=None):
+               cache_index=None, band: Band | None = None):
     h, new_cache = self.attn(self.attn_norm(x), positions, mask, inv_freq,
-                             cache, cache_index)
+                             cache, cache_index, band)
     h = checkpoint_name(h, "attn_out")
     x = x + h
     x = x + self.mlp(self.mlp_norm(x))
@@ -126,7 +126,9 @@ class Transformer(nnx.Module):
     dt = dtype or self.cache_dtype
     return (jnp.zeros(shape, dt), jnp.zeros(shape, dt))
 
-  def __call__(self, x, positions, mask, cache=None, cache_index=None):
+  def __call__(self, x, positions, mask, cache=None, cache_index=None,
+               band: Band | None = None):
+    """``band``: what ``mask`` is known to allow (``attention.Band``)."""
     spec = self.spec
     inv_freq = rope_inv_freq(spec.dim_per_head, spec.rope)
     graphdef, params = nnx.split(self.layers)
@@ -134,7 +136,8 @@ class Transformer(nnx.Module):
     def body(carry, layer):
       p, c = layer
       block = nnx.merge(graphdef, p)
-      y, new_c = block(carry, positions, mask, inv_freq, c, cache_index)
+      y, new_c = block(carry, positions, mask, inv_freq, c, cache_index,
+                       band)
       return y, new_c
 
     if spec.remat != "none":
@@ -181,12 +184,13 @@ class UnrolledTransformer(nnx.Module):
     return ([jnp.zeros(shape, dt) for _ in range(s.depth)],
             [jnp.zeros(shape, dt) for _ in range(s.depth)])
 
-  def __call__(self, x, positions, mask, cache=None, cache_index=None):
+  def __call__(self, x, positions, mask, cache=None, cache_index=None,
+               band: Band | None = None):
     inv_freq = rope_inv_freq(self.spec.dim_per_head, self.spec.rope)
     ks, vs = [], []
     for i, block in enumerate(self.blocks):
       c = None if cache is None else (cache[0][i], cache[1][i])
-      x, new_c = block(x, positions, mask, inv_freq, c, cache_index)
+      x, new_c = block(x, positions, mask, inv_freq, c, cache_index, band)
       if new_c is not None:
         ks.append(new_c[0])
         vs.append(new_c[1])

@@ -154,3 +154,79 @@ def test_cpu_attention_layer_uses_repeated_heads_for_full_sequences(
   cached, _ = layer(x, pos, attention.causal_mask(1, 3), inv, cache, 0)
   assert calls == [1]
   np.testing.assert_allclose(full, cached, atol=1e-5)
+
+
+@pytest.mark.parametrize("t,prefix,window,block", [
+    (40, 0, 9, 8),    # windows shorter than a block's reach
+    (40, 3, 9, 8),    # a memory prefix every row sees
+    (37, 2, 100, 8),  # window past the sequence: causal only; ragged blocks
+])
+def test_banded_attention_is_dense_attention_on_a_packed_layout(
+    t, prefix, window, block):
+  """Values and gradients equal the dense path's on every row that sees a
+  key, for packed segments, text/audio windows, padding and a prefix; the
+  banded path never reads a key outside the band (keys there are NaN)."""
+  from csm_jax.model.attention import (Band, banded_attention,
+                                       repeated_heads_attention)
+  rng = np.random.default_rng(t + prefix)
+  b, n, kh, h = 2, 4, 2, 8
+  masks, segs = zip(*[_random_layout(rng, t - prefix, 3) for _ in range(b)])
+  wins = row_windows(jnp.asarray(np.stack(masks)), 3, window)
+  segs = jnp.asarray(np.stack(segs))
+  if prefix:
+    segs = jnp.concatenate([jnp.full((b, prefix), -1), segs], 1)
+    wins = jnp.concatenate([jnp.full((b, prefix), window), wins], 1)
+  idx = jnp.broadcast_to(jnp.arange(t), (b, t))
+  mask = layout_mask(idx, segs, wins, idx, segs)
+  q, kk, v = (jnp.asarray(rng.normal(size=(b, t, m, h)), jnp.float32)
+              for m in (n, kh, kh))
+  sees = np.asarray(jnp.any(mask[:, 0], -1))  # (b, t)
+  assert (~sees).any() and sees.any()  # padding rows are exercised
+  w = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32) * sees[
+      ..., None, None]
+  band = Band(window, prefix)
+  banded = lambda *a: banded_attention(*a, mask, band, block=block)
+  dense = lambda *a: repeated_heads_attention(*a, mask)
+  np.testing.assert_allclose(np.asarray(banded(q, kk, v))[sees],
+                             np.asarray(dense(q, kk, v))[sees], atol=1e-5)
+  grad = lambda f: jax.grad(lambda *a: jnp.sum(f(*a) * w), (0, 1, 2))(
+      q, kk, v)
+  for got, want in zip(grad(banded), grad(dense)):
+    np.testing.assert_allclose(got, want, atol=1e-5)
+  # The last block reads no value before its band: NaN values there leave
+  # its rows finite and equal, where the dense path turns every row NaN.
+  last = prefix + (t - prefix - 1) // block * block
+  lo = max(prefix, last - window + 1)
+  lo = prefix + (lo - prefix) // block * block
+  if lo > prefix:
+    poisoned = v.at[:, prefix:lo].set(jnp.nan)
+    rows = sees[:, last:]
+    got = np.asarray(banded_attention(q, kk, poisoned, mask, band,
+                                      block=block))[:, last:]
+    np.testing.assert_allclose(got[rows], np.asarray(dense(q, kk, v))[
+        :, last:][rows], atol=1e-5)
+    assert np.isnan(np.asarray(dense(q, kk, poisoned))[:, last:][rows]).all()
+
+
+def test_training_forward_takes_the_banded_path_with_the_model_band(
+    monkeypatch):
+  """CSM's full-sequence backbone hands attention its windows' band (the
+  larger window, the prefix length)."""
+  from csm_jax.model import attention
+  seen = []
+  real = attention.banded_attention
+  monkeypatch.setattr(attention, "banded_attention",
+                      lambda *a, **k: seen.append(a[4]) or real(*a, **k))
+  from csm_jax.model.csm import CSM
+  from flax import nnx
+  from tests.foundation.tiny import tiny_config
+  cfg = tiny_config()
+  cfg.model.text_window, cfg.model.audio_window = 16, 100
+  model = CSM(cfg.model, nnx.Rngs(params=0))
+  b, t, n = 1, 2 * attention.BAND_BLOCK, cfg.model.n_codebooks
+  mask = jnp.ones((b, t, n + 1), bool)
+  pos = jnp.arange(t)[None]
+  seg = jnp.ones((b, t), jnp.int32)
+  model.backbone_hidden(jnp.zeros((b, t, n), jnp.int32),
+                        jnp.zeros((b, t), jnp.int32), mask, pos, seg)
+  assert seen and set(seen) == {attention.Band(100, 0)}
