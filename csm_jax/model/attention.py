@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from csm_jax.model import lora as lora_lib
-from csm_jax.model.layers import Precision, apply_rope, dense, param
+from csm_jax.model.layers import Precision, apply_rope, param
 from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
@@ -195,8 +195,9 @@ class Attention(nnx.Module):
     which lets the CPU path skip the keys outside it."""
     dt = self.dtype
     x = x.astype(dt)
-    q, k, v = (self._project(x, w[...].astype(dt))
-               for w in (self.wq, self.wk, self.wv))
+    q = jnp.einsum("btd,dnh->btnh", x, self.wq[...].astype(dt))
+    k = jnp.einsum("btd,dkh->btkh", x, self.wk[...].astype(dt))
+    v = jnp.einsum("btd,dkh->btkh", x, self.wv[...].astype(dt))
     q = q + self._adapt(self.lora_q, x, q.shape)
     k = k + self._adapt(self.lora_k, x, k.shape)
     v = v + self._adapt(self.lora_v, x, v.shape)
@@ -228,15 +229,9 @@ class Attention(nnx.Module):
     # layout that transposed and copied all of wo on every decoding call.
     out = out.reshape(b, t, n * h)
     wo = self.wo[...].astype(dt).reshape(n * h, -1)
-    y = dense(out, wo)
+    y = jnp.einsum("btk,kd->btd", out, wo)
     y = y + self._adapt(self.lora_o, out, y.shape)
     return y, new_cache
-
-  @staticmethod
-  def _project(x, w):
-    """x (B, T, D) through w (D, heads, H): one (D, heads * H) product."""
-    d, n, h = w.shape
-    return dense(x, w.reshape(d, n * h)).reshape(*x.shape[:-1], n, h)
 
   def _adapt(self, lora, x, shape):
     if lora is None:

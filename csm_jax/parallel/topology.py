@@ -87,6 +87,10 @@ def resolve(name: str) -> Topology:
   if name not in TPU_SLICES:
     raise TopologyError(f"unknown topology {name!r}; known: {known_names()}")
   topo_name, chip_config, chips = TPU_SLICES[name]
+  # A plan only compiles against the topology's description and never
+  # touches a chip, so another process holding libtpu (a second test worker,
+  # a plan in another shell) must not stop it at libtpu's process lockfile.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
     from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
     desc = topologies.get_topology_desc(
