@@ -201,9 +201,6 @@ class Attention(nnx.Module):
     q = q + self._adapt(self.lora_q, x, q.shape)
     k = k + self._adapt(self.lora_k, x, k.shape)
     v = v + self._adapt(self.lora_v, x, v.shape)
-    banded = (cache is None and self.impl is None and band is not None
-              and jax.default_backend() == "cpu"
-              and q.shape[1] - band.prefix > BAND_BLOCK)
     q = apply_rope(q, positions, inv_freq)
     k = apply_rope(k, positions, inv_freq)
     q = constrain(q, ("batch", "seq", "act_heads", "head_dim"))
@@ -216,9 +213,11 @@ class Attention(nnx.Module):
                                               cache_index, axis=1)
       new_cache = (k, v)
       k, v = k.astype(dt), v.astype(dt)
-    if banded:
+    full_cpu = (cache is None and self.impl is None
+                and jax.default_backend() == "cpu")
+    if full_cpu and band is not None and q.shape[1] - band.prefix > BAND_BLOCK:
       out = banded_attention(q, k, v, mask, band)
-    elif cache is None and self.impl is None and jax.default_backend() == "cpu":
+    elif full_cpu:
       out = repeated_heads_attention(q, k, v, mask)
     else:
       out = jax.nn.dot_product_attention(q, k, v, mask=mask,
