@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from csm_jax.model import lora as lora_lib
-from csm_jax.model.layers import Precision, apply_rope, param
+from csm_jax.model.layers import Precision, Rope, apply_rope, param
 from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
@@ -83,11 +83,17 @@ def repeated_heads_attention(q, k, v, mask=None):
     k, v = jnp.repeat(k, g, axis=2), jnp.repeat(v, g, axis=2)
   logits = jnp.einsum("btnh,bsnh->bnts", q, k,
                       preferred_element_type=jnp.float32)
-  logits = logits * jnp.float32(1.0 / math.sqrt(h))
+  probs = _masked_probs(logits, mask, h).astype(v.dtype)
+  return jnp.einsum("bnts,bsnh->btnh", probs, v)
+
+
+def _masked_probs(logits, mask, head_dim: int):
+  """f32 softmax of scaled ``logits`` where ``mask`` (or everywhere if None);
+  masked keys get jax's large negative logit, as its XLA path does."""
+  logits = logits * jnp.float32(1.0 / math.sqrt(head_dim))
   if mask is not None:
     logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  return jnp.einsum("bnts,bsnh->btnh", probs, v)
+  return jax.nn.softmax(logits, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,16 +138,14 @@ def banded_attention(q, k, v, mask, band: Band, block: int | None = None):
   g = qt.shape[1] // kt.shape[1]
   if g > 1:  # once, not per block
     kt, vt = jnp.repeat(kt, g, axis=1), jnp.repeat(vt, g, axis=1)
-  scale = jnp.float32(1.0 / math.sqrt(h))
 
   def attend(rows, keys):
     kb = jnp.concatenate([kt[..., i] for i in keys], axis=-1)
     vb = jnp.concatenate([vt[:, :, i] for i in keys], axis=2)
     mb = jnp.concatenate([mask[:, :, rows, i] for i in keys], axis=-1)
     logits = jnp.einsum("bnth,bnhs->bnts", qt[:, :, rows], kb,
-                        preferred_element_type=jnp.float32) * scale
-    logits = jnp.where(mb, logits, -0.7 * jnp.finfo(jnp.float32).max)
-    probs = jax.nn.softmax(logits, axis=-1).astype(vt.dtype)
+                        preferred_element_type=jnp.float32)
+    probs = _masked_probs(logits, mb, h).astype(vt.dtype)
     return jnp.einsum("bnts,bnsh->bnth", probs, vb)
 
   outs = []
@@ -189,7 +193,7 @@ class Attention(nnx.Module):
     self.lora_o = adapter("o", heads * head_dim, width, ("heads", embed_axis))
     self.lora_scale = lora.scale
 
-  def __call__(self, x, positions, mask, inv_freq, cache=None,
+  def __call__(self, x, rope: Rope, mask, cache=None,
                cache_index=None, band: Band | None = None):
     """``band``: the mask's known extent for a full sequence (``Band``),
     which lets the CPU path skip the keys outside it."""
@@ -201,8 +205,8 @@ class Attention(nnx.Module):
     q = q + self._adapt(self.lora_q, x, q.shape)
     k = k + self._adapt(self.lora_k, x, k.shape)
     v = v + self._adapt(self.lora_v, x, v.shape)
-    q = apply_rope(q, positions, inv_freq)
-    k = apply_rope(k, positions, inv_freq)
+    q = apply_rope(q, rope)
+    k = apply_rope(k, rope)
     q = constrain(q, ("batch", "seq", "act_heads", "head_dim"))
     new_cache = None
     if cache is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -185,17 +185,44 @@ def rope_inv_freq(head_dim: int, cfg: RopeConfig) -> jax.Array:
   return jnp.where(in_band, mid, scaled)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array,
-               inv_freq: jax.Array) -> jax.Array:
-  """Rotates (B, T, H, D) by explicit integer positions (B, T).
+class Rope(NamedTuple):
+  """Rotary angles' sine and cosine for one pass, each (B, T, 1, D/2) f32."""
+  sin: jax.Array
+  cos: jax.Array
+
+
+def rope_angles(positions: jax.Array, inv_freq: jax.Array) -> Rope:
+  """The rotation for explicit integer positions (B, T), once per pass.
+
+  Every layer's queries and keys rotate by the same table. On CPU it is
+  materialized: XLA:CPU otherwise fuses the sine and cosine into each
+  rotation, computing them again for every layer's queries and keys, forward
+  and backward (about 1 ms of each rotation at the debug step's shapes).
+  """
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # (B,T,D/2)
+  sin, cos = jnp.sin(angles), jnp.cos(angles)
+  if jax.default_backend() == "cpu":
+    sin, cos = _materialized(sin), _materialized(cos)
+  return Rope(sin[:, :, None, :], cos[:, :, None, :])
+
+
+def _materialized(x: jax.Array) -> jax.Array:
+  """``x`` itself, by a gather of every row: XLA does not fuse an
+  elementwise producer into a gather's operand, so ``x`` is computed once
+  and stored. (``optimization_barrier`` does not keep it once the step is
+  differentiated.)"""
+  flat = x.reshape(-1, x.shape[-1])
+  return flat[jnp.arange(flat.shape[0])].reshape(x.shape)
+
+
+def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:
+  """Rotates (B, T, H, D) by ``rope`` (``rope_angles``).
 
   Uses the half-split layout (first half pairs with second half) as Llama's
   Hugging Face weights do.
   """
-  angles = positions[..., None].astype(jnp.float32) * inv_freq  # (B,T,D/2)
-  sin = jnp.sin(angles)[:, :, None, :]
-  cos = jnp.cos(angles)[:, :, None, :]
   xf = x.astype(jnp.float32)
   x1, x2 = jnp.split(xf, 2, axis=-1)
+  sin, cos = rope
   out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
   return out.astype(x.dtype)

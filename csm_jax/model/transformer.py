@@ -16,7 +16,8 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from csm_jax.model.attention import Attention, Band
-from csm_jax.model.layers import Precision, RMSNorm, RopeConfig, SwiGLU, rope_inv_freq
+from csm_jax.model.layers import (Precision, RMSNorm, Rope, RopeConfig,
+                                  SwiGLU, rope_angles, rope_inv_freq)
 from csm_jax.model.lora import LoraSpec
 from csm_jax.parallel.sharding import constrain
 
@@ -84,10 +85,10 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(spec.width, ax, prec, spec.norm_eps, rngs)
     self.mlp = SwiGLU(spec.width, spec.mlp, ax, prec, rngs, lora=spec.lora)
 
-  def __call__(self, x, positions, mask, inv_freq, cache=None,
-               cache_index=None, band: Band | None = None):
-    h, new_cache = self.attn(self.attn_norm(x), positions, mask, inv_freq,
-                             cache, cache_index, band)
+  def __call__(self, x, rope: Rope, mask, cache=None, cache_index=None,
+               band: Band | None = None):
+    h, new_cache = self.attn(self.attn_norm(x), rope, mask, cache,
+                             cache_index, band)
     h = checkpoint_name(h, "attn_out")
     x = x + h
     x = x + self.mlp(self.mlp_norm(x))
@@ -130,14 +131,13 @@ class Transformer(nnx.Module):
                band: Band | None = None):
     """``band``: what ``mask`` is known to allow (``attention.Band``)."""
     spec = self.spec
-    inv_freq = rope_inv_freq(spec.dim_per_head, spec.rope)
+    rope = rope_angles(positions, rope_inv_freq(spec.dim_per_head, spec.rope))
     graphdef, params = nnx.split(self.layers)
 
     def body(carry, layer):
       p, c = layer
       block = nnx.merge(graphdef, p)
-      y, new_c = block(carry, positions, mask, inv_freq, c, cache_index,
-                       band)
+      y, new_c = block(carry, rope, mask, c, cache_index, band)
       return y, new_c
 
     if spec.remat != "none":
@@ -186,11 +186,12 @@ class UnrolledTransformer(nnx.Module):
 
   def __call__(self, x, positions, mask, cache=None, cache_index=None,
                band: Band | None = None):
-    inv_freq = rope_inv_freq(self.spec.dim_per_head, self.spec.rope)
+    rope = rope_angles(positions,
+                       rope_inv_freq(self.spec.dim_per_head, self.spec.rope))
     ks, vs = [], []
     for i, block in enumerate(self.blocks):
       c = None if cache is None else (cache[0][i], cache[1][i])
-      x, new_c = block(x, positions, mask, inv_freq, c, cache_index, band)
+      x, new_c = block(x, rope, mask, c, cache_index, band)
       if new_c is not None:
         ks.append(new_c[0])
         vs.append(new_c[1])

@@ -138,7 +138,8 @@ def test_cpu_attention_layer_uses_repeated_heads_for_full_sequences(
   a cache (decoding) it keeps jax's grouped attention."""
   from flax import nnx
   from csm_jax.model import attention
-  from csm_jax.model.layers import Precision, rope_inv_freq, RopeConfig
+  from csm_jax.model.layers import (Precision, RopeConfig, rope_angles,
+                                    rope_inv_freq)
   calls = []
   real = attention.repeated_heads_attention
   monkeypatch.setattr(attention, "repeated_heads_attention",
@@ -147,11 +148,11 @@ def test_cpu_attention_layer_uses_repeated_heads_for_full_sequences(
                               nnx.Rngs(params=0))
   x = jnp.ones((1, 3, 16))
   pos = jnp.arange(3)[None]
-  inv = rope_inv_freq(4, RopeConfig())
-  full, _ = layer(x, pos, attention.causal_mask(1, 3), inv)
+  rope = rope_angles(pos, rope_inv_freq(4, RopeConfig()))
+  full, _ = layer(x, rope, attention.causal_mask(1, 3))
   assert calls == [1]
   cache = (jnp.zeros((1, 3, 2, 4)), jnp.zeros((1, 3, 2, 4)))
-  cached, _ = layer(x, pos, attention.causal_mask(1, 3), inv, cache, 0)
+  cached, _ = layer(x, rope, attention.causal_mask(1, 3), cache, 0)
   assert calls == [1]
   np.testing.assert_allclose(full, cached, atol=1e-5)
 
