@@ -42,7 +42,6 @@ import jax.numpy as jnp
 from csm_jax.inference import decode
 from csm_jax.inference.sampling import NEG_INF, filter_top_k, filter_top_p, \
     sample
-from csm_jax.model.layers import rope_angles, rope_inv_freq
 from csm_jax.model.transformer import UnrolledTransformer
 
 
@@ -62,8 +61,7 @@ def _filtered(logits, temperature, top_k: int, top_p: float):
 def _early_exit(dec: UnrolledTransformer, x, positions, mask, cache, index,
                 layers: int):
   """The first ``layers`` blocks + the final norm; updates their caches."""
-  rope = rope_angles(positions,
-                     rope_inv_freq(dec.spec.dim_per_head, dec.spec.rope))
+  rope = dec.spec.rope_table(positions)
   ks, vs = list(cache[0]), list(cache[1])
   for i in range(layers):
     x, (ks[i], vs[i]) = dec.blocks[i](x, rope, mask, (ks[i], vs[i]), index)

@@ -58,6 +58,10 @@ class TransformerSpec:
         attention_impl=None if m.attention_impl == "auto" else m.attention_impl,
         lora=lora)
 
+  def rope_table(self, positions: jax.Array) -> Rope:
+    """This stack's rotation for positions (B, T), shared by its layers."""
+    return rope_angles(positions, rope_inv_freq(self.dim_per_head, self.rope))
+
   def param_count(self) -> int:
     hd = self.dim_per_head
     attn = self.width * hd * (2 * self.heads + 2 * self.kv_heads)
@@ -131,7 +135,7 @@ class Transformer(nnx.Module):
                band: Band | None = None):
     """``band``: what ``mask`` is known to allow (``attention.Band``)."""
     spec = self.spec
-    rope = rope_angles(positions, rope_inv_freq(spec.dim_per_head, spec.rope))
+    rope = spec.rope_table(positions)
     graphdef, params = nnx.split(self.layers)
 
     def body(carry, layer):
@@ -186,8 +190,7 @@ class UnrolledTransformer(nnx.Module):
 
   def __call__(self, x, positions, mask, cache=None, cache_index=None,
                band: Band | None = None):
-    rope = rope_angles(positions,
-                       rope_inv_freq(self.spec.dim_per_head, self.spec.rope))
+    rope = self.spec.rope_table(positions)
     ks, vs = [], []
     for i, block in enumerate(self.blocks):
       c = None if cache is None else (cache[0][i], cache[1][i])
