@@ -41,8 +41,11 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
 _FRAMES = flags.DEFINE_integer("frames", 64,
                                "generate: frames per timed repeat.")
 _REPEATS = flags.DEFINE_integer(
-    "repeats", 9, "generate: timed repeats, each from the same prompt "
-    "(median, spread); conversation: at most 3.", lower_bound=1)
+    "repeats", 21, "generate: timed repeats, each from the same prompt "
+    "(median, spread, best), and rounds of each ratio's alternated timing "
+    "(on a shared machine fewer than ~20 rounds let its ratios move by "
+    "more than 10% between runs; 3 will do at CSM-1B dims on CPU); "
+    "conversation: at most 3.", lower_bound=1)
 _BATCHES = flags.DEFINE_list("batches", ["1", "2", "4", "8"],
                              "generate: batch sizes timed for scaling.")
 _DRAFT = flags.DEFINE_integer(

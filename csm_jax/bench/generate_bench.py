@@ -7,9 +7,12 @@ a floor on ms per frame at batch 1. The bandwidth is measured in the same run
 
 Each figure is the median of ``repeats`` timed runs of ``frames`` frames
 (with their spread, (max - min) / median: the machine may be shared). The
-same run also times batches 1, 2, 4, 8 (frames/s and the ratio to batch 1)
-and speculative depth decoding (ms/frame and the ratio to plain decoding),
-so that the ratios compare like with like.
+same run also times batches 1, 2, 4, 8 (frames/s and the ratio to batch 1),
+speculative depth decoding (ms/frame and the ratio to plain decoding) and
+the released CSM's eager PyTorch loop; each of these is timed in
+alternation with our batch-1 decoding, run for run, and its ratio is the
+median of the runs' ratios, so that both sides of a ratio saw the same load
+(``hardware.timed_paired``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from csm_jax.inference.generator import Sampling
 from csm_jax.model.csm import CSM
 from csm_jax.model.loss import stack_products
 from csm_jax.parallel.hardware import (measured_bandwidth,
-                                       measured_product_chain, timed)
+                                       measured_product_chain, timed,
+                                       timed_paired)
 
 
 def weight_bytes_per_frame(model) -> int:
@@ -112,18 +116,18 @@ def trained_model(checkpoint: str):
   return r.config, nnx.merge(r.graphdef, r.params["model"])
 
 
-def _time_decoding(model, config, frames: int, prompt_rows: int,
-                   frames_per_call: int, top_k: int, batch: int = 1,
-                   repeats: int = 5, draft: int = 0) -> dict:
-  """Compile, first-chunk and steady-state timings for one model layout.
+def _decoding_run(model, config, frames: int, prompt_rows: int,
+                  frames_per_call: int, top_k: int, batch: int = 1,
+                  draft: int = 0) -> dict:
+  """One model layout compiled and warmed up, ready to time.
 
-  A timed repeat decodes ``frames`` frames (``frames / frames_per_call``
-  compiled calls, as a stream makes them) from the same prefilled prompt,
-  so every repeat does the same work (a cache that grew across repeats
-  would make later ones slower); ``repeats`` of them give the median and
-  spread per frame. ``draft`` > 0 decodes speculatively
-  (``csm_jax.inference.speculative``); its summed stats come back under
-  "stats".
+  Returns the compile and first-chunk seconds and ``repeat``: a callable
+  that decodes ``frames`` frames (``frames / frames_per_call`` compiled
+  calls, as a stream makes them) from the same prefilled prompt, so every
+  repeat does the same work (a cache that grew across repeats would make
+  later ones slower). ``draft`` > 0 decodes speculatively
+  (``csm_jax.inference.speculative``); each repeat's stats are appended to
+  ``stats``.
   """
   graphdef, params = nnx.split(model)
   n = config.model.n_codebooks
@@ -183,30 +187,73 @@ def _time_decoding(model, config, frames: int, prompt_rows: int,
   first_chunk_s = time.perf_counter() - t0
   seeds, all_stats = itertools.count(2), []
 
-  def one_repeat():
+  def repeat(n_calls: int = calls):
     state = start  # not donated: every repeat starts from the prompt
-    for _ in range(calls):
+    for _ in range(n_calls):
       codes, state, stats = step(params, state, keys(next(seeds)))
       if stats is not None:
         all_stats.append(stats)
     return codes
 
-  timing = timed(one_repeat, repeats=repeats, warmup=0)
-  per = calls * frames_per_call
-  out = {"compile_s": compile_s, "first_chunk_s": first_chunk_s,
-         "frame_s": timing.median / per, "best_frame_s": timing.best / per,
-         "spread": timing.spread, "repeats": timing.n,
-         "frames_per_repeat": per}
-  if all_stats:
-    out["stats"] = jax.tree.map(lambda *s: sum(np.asarray(x) for x in s),
-                                *all_stats)
-  return out
+  return {"compile_s": compile_s, "first_chunk_s": first_chunk_s,
+          "repeat": repeat, "frames_per_repeat": calls * frames_per_call,
+          "unit_frames": frames_per_call, "max_units": calls,
+          "stats": all_stats}
 
 
-def _reference_rows(config, frames, prompt_rows, repeats, top_k,
-                    frame_s) -> dict:
+def _summed_stats(run: dict) -> dict:
+  return jax.tree.map(lambda *s: sum(np.asarray(x) for x in s), *run["stats"])
+
+
+def _time_decoding(model, config, frames: int, prompt_rows: int,
+                   frames_per_call: int, top_k: int, batch: int = 1,
+                   repeats: int = 5) -> dict:
+  """A layout's timings alone: per-frame median, best and spread."""
+  run = _decoding_run(model, config, frames, prompt_rows, frames_per_call,
+                      top_k, batch)
+  timing = timed(run["repeat"], repeats=repeats, warmup=0)
+  per = run["frames_per_repeat"]
+  return {"compile_s": run["compile_s"], "first_chunk_s": run["first_chunk_s"],
+          "frame_s": timing.median / per, "spread": timing.spread,
+          "repeats": timing.n, "frames_per_repeat": per}
+
+
+def _paired(ours: dict, ours_s: float, other, unit_frames: int,
+            max_units: int, repeats: int) -> dict:
+  """``other(units)`` (decoding ``units * unit_frames`` frames) timed in
+  alternation with our batch-1 repeat (``ours_s`` seconds alone).
+
+  Its units per run are chosen to take about as long as our repeat, so the
+  two sides of a round see the same load (on these machines the load comes
+  in phases of seconds). Returns its seconds per frame, the median over
+  rounds of its per-frame time over ours, that ratio's spread ((max - min)
+  / median over the rounds), and the ratio of the two sides' best runs:
+  the least disturbed, which moves least between runs where the load
+  slows one side more than the other (memory-bound decoding more than an
+  eager Python loop).
+  """
+  unit_s = timed(lambda: other(1), repeats=2).best
+  units = int(min(max(round(ours_s / max(unit_s, 1e-9)), 1), max_units))
+  p = timed_paired(ours["repeat"], lambda: other(units), repeats)
+  per_frame = ours["frames_per_repeat"] / (units * unit_frames)
+  ratios = [r * per_frame for r in p.ratios]
+  return {"frame_s": p.other.median / (units * unit_frames),
+          "ratio": p.ratio * per_frame,
+          "ratio_spread": (max(ratios) - min(ratios)) / (p.ratio * per_frame),
+          "ratio_of_bests": p.other.best / p.base.best * per_frame}
+
+
+def _paired_run(ours: dict, ours_s: float, run: dict, repeats: int) -> dict:
+  """``_paired`` for another ``_decoding_run`` (a unit is one call)."""
+  return _paired(ours, ours_s, run["repeat"], run["unit_frames"],
+                 run["max_units"], repeats)
+
+
+def _reference_rows(config, ours, ours_s, frames, prompt_rows, repeats,
+                    top_k) -> dict:
   """The released CSM's eager PyTorch loop at the same dims (torchtune's
-  stack, and a lean one), timed like ours, and our speedup over each."""
+  stack, and a lean one), each timed in alternation with ours, and our
+  speedup over each."""
   if not torch_reference.available():
     return {"torch_eager_ms_per_frame": "not measured: torch is not "
                                         "installed (pip install -e .[interop])"}
@@ -215,13 +262,16 @@ def _reference_rows(config, frames, prompt_rows, repeats, top_k,
   if torch_reference.torchtune_available():
     stacks["torchtune_eager"] = "torchtune"
   for key, stack in stacks.items():
-    ref = torch_reference.time_frames(config.model, frames=frames,
+    loop = torch_reference.frame_loop(config.model, frames=frames,
                                       prompt_rows=prompt_rows,
                                       repeats=repeats, top_k=top_k,
                                       stack=stack)
+    ref = _paired(ours, ours_s, loop, 1, frames, repeats)
+    del loop  # its weights go before the next stack is built
     out[f"{key}_ms_per_frame"] = 1e3 * ref["frame_s"]
-    out[f"{key}_spread"] = ref["spread"]
-    out[f"speedup_vs_{key}"] = ref["frame_s"] / frame_s
+    out[f"speedup_vs_{key}"] = ref["ratio"]
+    out[f"speedup_vs_{key}_spread"] = ref["ratio_spread"]
+    out[f"speedup_vs_{key}_of_bests"] = ref["ratio_of_bests"]
   return out
 
 
@@ -229,7 +279,7 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
                    frames_per_call: int | None = None,
                    top_k: int = 50,
                    compare_stacked: bool = True,
-                   bandwidth_bytes: int = 1 << 30, repeats: int = 9,
+                   bandwidth_bytes: int = 1 << 30, repeats: int = 21,
                    batches=(1, 2, 4, 8), draft: int = 2,
                    model=None, reference: bool = True) -> dict:
   """Decoding speed of the generation layout (per-layer weights).
@@ -267,18 +317,20 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
              if compare_stacked else None)
   fast = decode.unrolled(model)
   del model  # the stacked layer weights go; the copy keeps what it shares
-  ours = _time_decoding(fast, *opts, repeats=repeats)
+  ours = _decoding_run(fast, *opts)
+  alone = timed(ours["repeat"], repeats=repeats, warmup=0)
+  frame_s = alone.median / ours["frames_per_repeat"]
   bw = measured_bandwidth(bandwidth_bytes)
   floor_s = wbytes / bw
-  frame_s = ours["frame_s"]
   out = {
       "params": n_params,
       "weight_dtype": dtype,
       "compute_dtype": jnp.dtype(compute).name,
       "compile_s": ours["compile_s"],
       "ms_per_frame_median": 1e3 * frame_s,
-      "ms_per_frame_spread": ours["spread"],
-      "repeats": ours["repeats"],
+      "ms_per_frame_spread": alone.spread,
+      "ms_per_frame_best": 1e3 * alone.best / ours["frames_per_repeat"],
+      "repeats": alone.n,
       "frames_per_repeat": ours["frames_per_repeat"],
       "frame_ms_of_audio": 1e3 * frame_seconds,
       "real_time_factor": frame_s / frame_seconds,
@@ -287,6 +339,7 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
       "measured_bandwidth_gb_s": bw / 1e9,
       "floor_ms_per_frame": 1e3 * floor_s,
       "ratio_to_floor": frame_s / floor_s,
+      "best_ratio_to_floor": alone.best / ours["frames_per_repeat"] / floor_s,
   }
   if stacked is not None:
     out["stacked_ms_per_frame"] = 1e3 * stacked["frame_s"]
@@ -296,29 +349,36 @@ def bench_generate(config, frames: int = 64, prompt_rows: int = 32,
   limits = (product_limits(fast, batches, draft, compute)
             if draft or any(b > 1 for b in batches) else {})
   for b in batches:
-    r = ours if b == 1 else _time_decoding(fast, *opts, batch=b,
-                                           repeats=repeats)
+    if b == 1:
+      out.update(batch1_frames_per_s=1 / frame_s, batch1_spread=alone.spread,
+                 batch1_ratio_to_batch1=1.0)
+      continue
+    r = _paired_run(ours, alone.median, _decoding_run(fast, *opts, batch=b),
+                    repeats)
     out[f"batch{b}_frames_per_s"] = b / r["frame_s"]
-    out[f"batch{b}_spread"] = r["spread"]
-    out[f"batch{b}_ratio_to_batch1"] = b * frame_s / r["frame_s"]
-    if b > 1:
-      limit = limits[f"limit_batch{b}_ratio"]
-      out[f"batch{b}_products_limit"] = limit
-      out[f"batch{b}_of_limit"] = out[f"batch{b}_ratio_to_batch1"] / limit
+    out[f"batch{b}_ratio_to_batch1"] = b / r["ratio"]
+    out[f"batch{b}_ratio_spread"] = r["ratio_spread"]
+    out[f"batch{b}_ratio_of_bests"] = b / r["ratio_of_bests"]
+    limit = limits[f"limit_batch{b}_ratio"]
+    out[f"batch{b}_products_limit"] = limit
+    out[f"batch{b}_of_limit"] = out[f"batch{b}_ratio_to_batch1"] / limit
   if reference:
-    out.update(_reference_rows(config, frames, prompt_rows, repeats, top_k,
-                               frame_s))
+    out.update(_reference_rows(config, ours, alone.median, frames,
+                               prompt_rows, repeats, top_k))
   if draft:
-    spec = _time_decoding(fast, *opts, repeats=repeats, draft=draft)
+    spec = _decoding_run(fast, *opts, draft=draft)
+    r = _paired_run(ours, alone.median, spec, repeats)
+    st = _summed_stats(spec)
     out["speculative_draft"] = draft
-    out["speculative_ms_per_frame"] = 1e3 * spec["frame_s"]
-    out["speculative_spread"] = spec["spread"]
-    out["speculative_ratio_to_plain"] = spec["frame_s"] / frame_s
-    st = spec["stats"]
+    out["speculative_ms_per_frame"] = 1e3 * r["frame_s"]
+    out["speculative_ratio_to_plain"] = r["ratio"]
+    out["speculative_ratio_spread"] = r["ratio_spread"]
+    out["speculative_ratio_of_bests"] = r["ratio_of_bests"]
     out["speculative_acceptance"] = float(st["accepted"].sum()
                                           / max(st["evaluated"].sum(), 1))
+    # Stats come per compiled call of ``frames_per_call`` frames.
     out["speculative_passes_per_frame"] = float(
-        st["rounds"].sum() / (spec["frames_per_repeat"] * spec["repeats"]))
+        st["rounds"].sum() / (len(spec["stats"]) * frames_per_call))
     # A round (one verification pass and ``draft`` one-block drafts, the
     # drafter's default depth) in one-row decoder steps, and the best ratio
     # to plain this machine's products allow: every draft accepted.

@@ -3,11 +3,12 @@
 The speed target at debug dims is relative to the way the released CSM
 generates: eager PyTorch, one backbone step over a KV cache, then N-1
 depth-decoder steps over a fresh decoder cache, each sampling a codebook
-with top-k and embedding it for the next step. ``time_frames`` builds that
+with top-k and embedding it for the next step. ``frame_loop`` builds that
 loop with random weights at a config's dims (a frame's time depends on the
-shapes, not on the values) and times it as ``generate_bench`` times ours:
-the median of ``repeats`` runs of ``frames`` frames after a prompt, with the
-spread. It needs torch (the ``interop`` extra).
+shapes, not on the values) as a callable that decodes one repeat of
+``frames`` frames after a prompt, which ``generate_bench`` times in
+alternation with ours; ``time_frames`` times it alone. It needs torch (the
+``interop`` extra).
 
 Two stacks run the same loop: ``lean`` (a minimal Llama block written here:
 preallocated caches, one fused projection each) and, where torchtune is
@@ -18,9 +19,8 @@ position ids and per-step masks, which is what the released CSM runs).
 from __future__ import annotations
 
 import importlib.util
-import time
 
-import numpy as np
+from csm_jax.parallel.hardware import timed
 
 
 def _importable(name: str) -> bool:
@@ -116,18 +116,22 @@ def _torchtune_stack(torch, dims, max_len: int):
   return step
 
 
-def time_frames(model_config, frames: int = 64, prompt_rows: int = 32,
-                repeats: int = 5, top_k: int = 50, seed: int = 0,
-                max_len: int | None = None, stack: str = "lean") -> dict:
-  """Median seconds per frame of the eager loop, with its spread.
-  ``max_len``: the backbone cache's rows (default: the prompt, the warm-up
-  and every timed frame)."""
+def frame_loop(model_config, frames: int = 64, prompt_rows: int = 32,
+               repeats: int = 5, top_k: int = 50, seed: int = 0,
+               max_len: int | None = None, stack: str = "lean"):
+  """The eager loop, built and warmed up: a callable that decodes one
+  repeat of ``frames`` frames (or as many as it is given) from the same
+  position (as the JAX bench's repeats do), to time against ours
+  (``hardware.timed_paired``).
+
+  ``max_len``: the backbone cache's rows (default: the prompt, the warm-up,
+  ``repeats`` repeats' frames and a few to spare)."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
   m = model_config
   n, vocab = m.n_codebooks, m.audio_vocab
   wb, wd = m.backbone.width, m.decoder.width
-  max_len = max_len or prompt_rows + 3 + frames * repeats
+  max_len = max_len or prompt_rows + 3 + frames * repeats + 8
   if stack == "torchtune":
     backbone = _torchtune_stack(torch, m.backbone, max_len)
     decoder = _torchtune_stack(torch, m.decoder, n + 1)
@@ -164,23 +168,33 @@ def time_frames(model_config, frames: int = 64, prompt_rows: int = 32,
 
   with torch.inference_mode():
     prompt = text_embed(torch.randint(0, m.text_vocab, (1, prompt_rows)))
-    row = frame(prompt)
+    state["row"] = frame(prompt)
   for _ in range(2):                     # warm-up
-    row = frame(row)
+    state["row"] = frame(state["row"])
   # Every repeat decodes from the same position, as the JAX bench's do: the
   # lean block attends over the filled rows only, so a cache that kept
   # growing would make later repeats slower. torchtune's attends over its
   # whole cache at any position (and cannot rewind), so it just goes on.
   start = state["pos"]
-  times = []
-  for _ in range(repeats):
+
+  def repeat(n_frames: int = frames):
     if stack == "lean":
       state["pos"] = start
-    t0 = time.perf_counter()
-    for _ in range(frames):
-      row = frame(row)
-    times.append((time.perf_counter() - t0) / frames)
-  med = float(np.median(times))
-  return {"frame_s": med, "spread": float((max(times) - min(times)) / med),
+    for _ in range(n_frames):
+      state["row"] = frame(state["row"])
+
+  return repeat
+
+
+def time_frames(model_config, frames: int = 64, prompt_rows: int = 32,
+                repeats: int = 5, top_k: int = 50, seed: int = 0,
+                max_len: int | None = None, stack: str = "lean") -> dict:
+  """Median seconds per frame of the eager loop (``frame_loop``), timed
+  alone, with its spread."""
+  import torch  # pylint: disable=g-import-not-at-top
+  repeat = frame_loop(model_config, frames, prompt_rows, repeats, top_k, seed,
+                      max_len, stack)
+  t = timed(repeat, repeats=repeats, warmup=0)
+  return {"frame_s": t.median / frames, "spread": t.spread,
           "repeats": repeats, "frames_per_repeat": frames,
           "threads": torch.get_num_threads()}

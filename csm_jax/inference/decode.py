@@ -33,7 +33,8 @@ import jax.numpy as jnp
 
 from flax import nnx
 
-from csm_jax.inference.sampling import NEG_INF, sample
+from csm_jax.inference.sampling import (NEG_INF, derived_key, draw_width,
+                                       gumbel_noise, sample)
 from csm_jax.model.transformer import UnrolledTransformer
 
 
@@ -207,6 +208,15 @@ def choose_style(model, state: dict, key: jax.Array, given: jax.Array,
   return {**state, "style": jnp.where(given >= 0, given, drawn)}
 
 
+def frame_noise(model, key: jax.Array, b: int, top_k: int,
+                top_p: float) -> jax.Array:
+  """The Gumbel noise (N, B, width) of one frame's N codebook draws, in one
+  call of the generator (``sampling.gumbel_noise``); codebook i's draw is
+  ``sample(..., noise=noise[i])``."""
+  return gumbel_noise(key, model.n_codebooks, b,
+                      draw_width(model.audio_vocab, top_k, top_p))
+
+
 def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
                  top_k: int = 0, top_p: float = 1.0, n_levels: int | None = None,
                  return_logits: bool = False, allow_eos=True, style=None,
@@ -232,21 +242,19 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
   b = h.shape[0]
   stream = getattr(model, "prosody", None)
   tokens = None
-  if stream is None:
-    keys = split_keys(key, n)
-  else:
-    keys = split_keys(key, n + 3)
+  if stream is not None:
     pt = temperature[0] if prosody_temperature is None else \
         prosody_temperature
-    h, tokens = plan_frame(model, h, keys[n:], pt, top_k, style, plan)
-    keys = keys[:n]
+    h, tokens = plan_frame(model, h, split_keys(derived_key(key, 1), 3), pt,
+                           top_k, style, plan)
+  noise = frame_noise(model, key, b, top_k, top_p)
   # Ids past the codec's codebook (the special ids) are never sampled.
   ids = jnp.arange(model.audio_vocab)
   valid = ids < model.codebook_size
   logits0 = jnp.where(valid, model.codebook0_head(h), NEG_INF)
   no_eos = ~jnp.broadcast_to(jnp.asarray(allow_eos), (b,))
   logits0 = jnp.where(no_eos[:, None] & (ids == 0)[None], NEG_INF, logits0)
-  c0 = sample(logits0, keys[0], temperature[0], top_k, top_p)
+  c0 = sample(logits0, None, temperature[0], top_k, top_p, noise[0])
   codes = jnp.zeros((b, n), jnp.int32).at[:, 0].set(c0)
   all_logits = jnp.zeros((b, n, logits0.shape[-1]), jnp.float32)
   all_logits = all_logits.at[:, 0].set(logits0.astype(jnp.float32))
@@ -273,9 +281,9 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
     w = jax.lax.dynamic_index_in_dim(heads, i - 1, axis=0, keepdims=False)
     logits = jnp.where(valid, jnp.dot(out, w.astype(out.dtype)), NEG_INF)
     logits = logits.astype(jnp.float32)
-    key_i = jax.lax.dynamic_index_in_dim(keys, i, axis=0, keepdims=False)
+    noise_i = jax.lax.dynamic_index_in_dim(noise, i, axis=0, keepdims=False)
     t_i = jax.lax.dynamic_index_in_dim(temperature, i, axis=0, keepdims=False)
-    c = sample(logits, key_i, t_i, top_k, top_p)
+    c = sample(logits, None, t_i, top_k, top_p, noise_i)
     codes = jax.lax.dynamic_update_index_in_dim(codes, c, i, axis=1)
     all_logits = jax.lax.dynamic_update_index_in_dim(all_logits, logits, i,
                                                      axis=1)

@@ -40,6 +40,37 @@ def filter_top_p(logits: jax.Array, p: float) -> jax.Array:
   return jnp.where(keep, logits, NEG_INF)
 
 
+def draw_width(vocab: int, top_k: int = 0, top_p: float = 1.0) -> int:
+  """How many logits of a row of ``vocab`` ``sample`` draws among: the k
+  kept ones with top-k alone, else all of them (the width of its noise)."""
+  return top_k if 0 < top_k < vocab and top_p >= 1.0 else vocab
+
+
+def gumbel_noise(key: jax.Array, draws: int, rows: int,
+                 width: int) -> jax.Array:
+  """Gumbel noise (draws, rows, width) for ``draws`` calls of ``sample``.
+
+  ``key`` is one key, or one per row (rows,): then row b's noise comes from
+  key b alone, so an example draws the same alone as inside any batch. On
+  CPU each call of the counter-based generator is a small loop of its own,
+  so a frame draws the noise of all its codebooks in one call instead of
+  one per codebook (docs/speed.md: 562 small copies per debug frame
+  before, 83 after).
+  """
+  if key.ndim == 0:
+    return jax.random.gumbel(key, (draws, rows, width))
+  per_row = jax.vmap(lambda k: jax.random.gumbel(k, (draws, width)))(key)
+  return jnp.swapaxes(per_row, 0, 1)
+
+
+def derived_key(key: jax.Array, index: int) -> jax.Array:
+  """A key independent of ``key``'s own draws (``fold_in``), one per row
+  for per-row keys (B,)."""
+  if key.ndim == 0:
+    return jax.random.fold_in(key, index)
+  return jax.vmap(lambda k: jax.random.fold_in(k, index))(key)
+
+
 def _categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
   if key.ndim == 1:  # one key per row
     return jax.vmap(lambda k, l: jax.random.categorical(k, l, axis=-1))(
@@ -47,8 +78,9 @@ def _categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
   return jax.random.categorical(key, logits, axis=-1)
 
 
-def sample(logits: jax.Array, key: jax.Array, temperature, top_k: int = 0,
-           top_p: float = 1.0) -> jax.Array:
+def sample(logits: jax.Array, key: jax.Array | None, temperature,
+           top_k: int = 0, top_p: float = 1.0,
+           noise: jax.Array | None = None) -> jax.Array:
   """Samples ids from logits (B, V); temperature (B,) or scalar.
 
   ``key`` is one key for the whole batch, or one key per row (B,): with
@@ -59,16 +91,23 @@ def sample(logits: jax.Array, key: jax.Array, temperature, top_k: int = 0,
   all V: the same distribution (up to ties at the k-th value), drawing k
   random numbers per row instead of V, which is most of the sampler's
   time on CPU (V = 2051 for CSM-1B).
+
+  ``noise``: Gumbel noise (B, ``draw_width(V, top_k, top_p)``) drawn
+  beforehand (``gumbel_noise``) instead of from ``key``; the draw is the
+  Gumbel-max of the kept logits, the categorical draw itself.
   """
   logits = logits.astype(jnp.float32)
   temperature = jnp.asarray(temperature, jnp.float32)
   greedy = jnp.argmax(logits, axis=-1)
   scaled = logits / jnp.maximum(temperature, 1e-6)[..., None]
-  if 0 < top_k < logits.shape[-1] and top_p >= 1.0:
+  if noise is None:
+    choose = lambda l: _categorical(key, l)
+  else:
+    choose = lambda l: jnp.argmax(l + noise, axis=-1)
+  if draw_width(logits.shape[-1], top_k, top_p) < logits.shape[-1]:
     values, ids = jax.lax.top_k(scaled, top_k)
-    choice = _categorical(key, values)
+    choice = choose(values)
     drawn = jnp.take_along_axis(ids, choice[..., None], axis=-1)[..., 0]
   else:
-    drawn = _categorical(key, filter_top_p(filter_top_k(scaled, top_k),
-                                           top_p))
+    drawn = choose(filter_top_p(filter_top_k(scaled, top_k), top_p))
   return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)

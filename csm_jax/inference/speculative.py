@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 
 from csm_jax.inference import decode
-from csm_jax.inference.sampling import NEG_INF, filter_top_k, filter_top_p, \
-    sample
+from csm_jax.inference.sampling import (NEG_INF, derived_key, filter_top_k,
+                                       filter_top_p, sample)
 from csm_jax.model.transformer import UnrolledTransformer
 
 
@@ -134,9 +134,19 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
       temperature, jnp.minimum(first + jnp.arange(t), n - 1), mode="clip")
   index = jnp.arange(n)
 
+  # Every round's random numbers, drawn at once: each round keeps at least
+  # one code, so n - 1 rounds are the most a frame runs. On CPU each call
+  # of the generator is a loop of its own; per round they were most of a
+  # round's time besides its products at debug dims.
+  rounds = n - 1
+  kd, ku, kx = jax.random.split(key, 3)
+  g_draft = jax.random.gumbel(kd, (rounds, k, vocab))
+  u_accept = jax.random.uniform(ku, (rounds, k))
+  g_resid = jax.random.gumbel(kx, (rounds, vocab))
+
   def round_(carry):
     j, codes, cache, r, evaluated, accepted = carry
-    kd, ku, kx = jax.random.split(jax.random.fold_in(key, r), 3)
+    at = jnp.minimum(r, rounds - 1)
     remain = stop - j
     # Drafts for codebooks j+1..j+k, position j+1+t reading code j+t.
     last = jax.lax.dynamic_index_in_dim(codes, j, keepdims=False)
@@ -148,7 +158,7 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
                                cache, p, draft_layers)
       logits = head_logits(out[0], (p - 1)[None])
       scaled, q = _filtered(logits, temps(p, 1), top_k, top_p)
-      drawn = jax.random.categorical(jax.random.fold_in(kd, t), scaled[0])
+      drawn = jnp.argmax(scaled[0] + g_draft[at, t])  # Gumbel-max
       prev = jnp.where(temps(p, 1)[0] > 0, drawn,
                        jnp.argmax(logits[0])).astype(jnp.int32)
       drafts.append(prev)
@@ -165,7 +175,7 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
     _, pv = _filtered(logits, temps(j + 1, k + 1), top_k, top_p)
     rows = jnp.arange(k)
     pd, qd = pv[rows, d], q[rows, d]
-    u = jax.random.uniform(ku, (k,))
+    u = u_accept[at]
     ok = (u * qd < pd) & (rows < remain)
     m = jnp.sum(jnp.cumprod(ok.astype(jnp.int32)))
     extra = m < remain
@@ -174,7 +184,7 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
     qm = q[jnp.minimum(m, k - 1)]
     resid = jnp.where(m < k, jnp.maximum(pm - qm, 0.0), pm)
     resid = jnp.where(jnp.sum(resid) > 0, resid, pm)
-    drawn = jax.random.categorical(kx, jnp.log(resid))
+    drawn = jnp.argmax(jnp.log(resid) + g_resid[at])
     greedy = temps(j + 1 + m, 1)[0] <= 0
     code = jnp.where(greedy, jnp.argmax(resid), drawn).astype(jnp.int32)
     rel = index - (j + 1)
@@ -236,23 +246,22 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
   b = h.shape[0]
   stream = getattr(model, "prosody", None)
   tokens = None
-  if stream is None:
-    keys = decode.split_keys(key, n)
-  else:
-    keys = decode.split_keys(key, n + 3)
+  if stream is not None:
     pt = temperature[0] if prosody_temperature is None else \
         prosody_temperature
-    h, tokens = decode.plan_frame(model, h, keys[n:], pt, top_k, style, plan)
-    keys = keys[:n]
+    h, tokens = decode.plan_frame(
+        model, h, decode.split_keys(derived_key(key, 1), 3), pt, top_k, style,
+        plan)
   # Codebook 0 exactly as decode.decode_frame draws it.
+  noise0 = decode.frame_noise(model, key, b, top_k, top_p)[0]
   ids = jnp.arange(model.audio_vocab)
   logits0 = jnp.where(ids < model.codebook_size, model.codebook0_head(h),
                       NEG_INF)
   no_eos = ~jnp.broadcast_to(jnp.asarray(allow_eos), (b,))
   logits0 = jnp.where(no_eos[:, None] & (ids == 0)[None], NEG_INF, logits0)
-  c0 = sample(logits0, keys[0], temperature[0], top_k, top_p)
+  c0 = sample(logits0, None, temperature[0], top_k, top_p, noise0)
   codes = jnp.zeros((b, n), jnp.int32).at[:, 0].set(c0)
-  depth_keys = _example_keys(keys[1], b)
+  depth_keys = _example_keys(derived_key(key, 2), b)
 
   def run(cache, codes, k, start, stop):
     return depth_codes(model, cache, codes, k, temperature, top_k, top_p,

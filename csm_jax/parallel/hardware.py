@@ -1,7 +1,8 @@
 """What the devices can do: datasheet peaks, measured peaks, one timer.
 
 ``timed`` is the project's one timing helper (warm-up, then repeated timed
-calls with their median, spread and best). The peaks it measures (matmul
+calls with their median, spread and best); ``timed_paired`` alternates two
+workloads so that their ratio is measured under the same load. The peaks it measures (matmul
 FLOP/s, memory bandwidth) are the references MFU and the benchmarks' ratios
 are computed against, measured in the same run on shared machines.
 """
@@ -67,21 +68,60 @@ class Timing:
   spread: float  # (max - min) / median
   n: int
 
+  @classmethod
+  def of(cls, times) -> "Timing":
+    med = statistics.median(times)
+    return cls(median=med, best=min(times),
+               spread=(max(times) - min(times)) / max(med, 1e-12),
+               n=len(times))
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn())
+  return time.perf_counter() - t0
+
 
 def timed(fn: Callable[[], object], repeats: int = 5,
           warmup: int = 1) -> Timing:
   """Times ``fn()`` (blocking on its result) ``repeats`` times after warm-up."""
   for _ in range(warmup):
     jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  med = statistics.median(times)
-  return Timing(median=med, best=min(times),
-                spread=(max(times) - min(times)) / max(med, 1e-12),
-                n=len(times))
+  return Timing.of([_seconds(fn) for _ in range(repeats)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+  """Two workloads timed in alternation: each one's timing, and the median
+  over rounds of ``other / base`` (seconds per call), the ratio of the two
+  measured under the same load."""
+
+  base: Timing
+  other: Timing
+  ratio: float
+  ratios: tuple[float, ...]
+
+
+def timed_paired(base: Callable[[], object], other: Callable[[], object],
+                 rounds: int = 5) -> Paired:
+  """Times ``base()`` and ``other()`` alternately for ``rounds`` rounds.
+
+  On a shared machine the load changes over seconds: timed one after the
+  other, two workloads see different loads and their ratio moves with it
+  (tens of percent between runs here). Alternated call by call (which one
+  goes first swapping every round), each round's pair sees about the same
+  load, and the median of the rounds' ratios is steady.
+  """
+  a, b = [], []
+  for r in range(rounds):
+    if r % 2:
+      b.append(_seconds(other))
+      a.append(_seconds(base))
+    else:
+      a.append(_seconds(base))
+      b.append(_seconds(other))
+  ratios = tuple(y / max(x, 1e-12) for x, y in zip(a, b))
+  return Paired(Timing.of(a), Timing.of(b), statistics.median(ratios), ratios)
 
 
 def best_time(fn, arg, repeats: int = 5) -> float:

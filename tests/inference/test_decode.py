@@ -8,7 +8,8 @@ from flax import nnx
 
 from csm_jax.data.examples.synthetic_tokens import SyntheticTokenSource
 from csm_jax.inference import decode
-from csm_jax.inference.sampling import filter_top_k, filter_top_p, sample
+from csm_jax.inference.sampling import (draw_width, filter_top_k,
+                                       filter_top_p, gumbel_noise, sample)
 from csm_jax.model.csm import CSM
 from tests.foundation.tiny import tiny_config
 
@@ -154,3 +155,37 @@ def test_top_k_sampling_draws_the_filtered_distribution():
   rk = jax.random.split(jax.random.key(5), 2)
   both = sample(batch, rk, t, top_k=k)
   assert int(both[0]) == int(sample(logits, rk[:1], t, top_k=k)[0])
+
+
+@pytest.mark.parametrize("top_k", [0, 4])
+def test_sampling_with_drawn_noise_draws_the_filtered_distribution(top_k):
+  # A frame's codebooks draw from Gumbel noise made in one call; each
+  # draw's frequencies must be the softmax of its kept logits.
+  logits = jnp.asarray([[2.0, 1.0, 0.5, -1.0, 0.0, 1.5, -3.0, 0.2]])
+  n, draws, t = 20000, 3, 0.8
+  width = draw_width(logits.shape[-1], top_k)
+  assert width == (top_k or logits.shape[-1])
+  noise = gumbel_noise(jax.random.split(jax.random.key(7), n), draws, n,
+                       width)
+  assert noise.shape == (draws, n, width)
+  rows = jnp.broadcast_to(logits, (n, logits.shape[-1]))
+  kept = np.asarray(filter_top_k(logits / t, top_k))[0]
+  want = np.asarray(jax.nn.softmax(kept))
+  nz = want > 1e-12
+  # Chi-square over the kept ids at p = 0.001: 16.3 for 3 degrees of
+  # freedom (top 4), 24.3 for 7 (all 8).
+  bound = {3: 16.3, 7: 24.3}[int(nz.sum()) - 1]
+  firsts = []
+  for d in range(draws):
+    got = np.asarray(sample(rows, None, t, top_k=top_k, noise=noise[d]))
+    freq = np.bincount(got, minlength=logits.shape[-1]) / n
+    assert set(np.flatnonzero(freq)) == set(np.flatnonzero(nz))
+    chi2 = (((freq[nz] - want[nz]) * n) ** 2 / (want[nz] * n)).sum()
+    assert chi2 < bound, (d, chi2, freq, want)
+    firsts.append(got[:200])
+  # The draws are independent of one another, and a row's noise comes
+  # from its own key alone.
+  assert not np.array_equal(firsts[0], firsts[1])
+  keys = jax.random.split(jax.random.key(8), 3)
+  np.testing.assert_array_equal(gumbel_noise(keys[1:2], draws, 1, width)[:, 0],
+                                gumbel_noise(keys, draws, 3, width)[:, 1])

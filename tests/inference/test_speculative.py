@@ -167,6 +167,16 @@ def test_sampled_frames_follow_the_decoders_distribution(temperature, top_k,
   assert _chi2_p(counts, drafter) < 1e-6
   rate = st["accepted"].sum() / st["evaluated"].sum()
   assert 0.2 < rate < 0.95
+  # Plain decoding (a frame's noise drawn in one call) samples the same
+  # joint distribution.
+  plain = jax.jit(lambda key: decode.decode_frame(
+      model, jnp.broadcast_to(h, (samples, h.shape[0])),
+      jax.random.split(key, samples), temps, top_k=top_k)[0])(
+          jax.random.key(12))
+  index = (np.asarray(plain) * cs ** np.arange(n - 1, -1, -1)).sum(-1)
+  counts = np.bincount(index, minlength=cs ** n).astype(np.float64)
+  assert _chi2_p(counts, exact) > 1e-3
+  assert _chi2_p(counts, drafter) < 1e-6
 
 
 def test_batch_of_one_decodes_as_inside_a_batch():
