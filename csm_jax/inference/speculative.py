@@ -136,8 +136,8 @@ def depth_codes(model, cache, codes, key, temperature, top_k: int,
 
   # Every round's random numbers, drawn at once: each round keeps at least
   # one code, so n - 1 rounds are the most a frame runs. On CPU each call
-  # of the generator is a loop of its own; per round they were most of a
-  # round's time besides its products at debug dims.
+  # of the generator is a loop of its own (three calls here instead of
+  # 2k + 4 per round; docs/speed.md).
   rounds = n - 1
   kd, ku, kx = jax.random.split(key, 3)
   g_draft = jax.random.gumbel(kd, (rounds, k, vocab))
@@ -252,7 +252,9 @@ def decode_frame(model, h: jax.Array, key: jax.Array, temperature: jax.Array,
     h, tokens = decode.plan_frame(
         model, h, decode.split_keys(derived_key(key, 1), 3), pt, top_k, style,
         plan)
-  # Codebook 0 exactly as decode.decode_frame draws it.
+  # Codebook 0 exactly as decode.decode_frame draws it: the frame's noise,
+  # of which only row 0 is used here (N x k numbers per example; drawing
+  # row 0 apart would cost plain decoding a second generator call).
   noise0 = decode.frame_noise(model, key, b, top_k, top_p)[0]
   ids = jnp.arange(model.audio_vocab)
   logits0 = jnp.where(ids < model.codebook_size, model.codebook0_head(h),

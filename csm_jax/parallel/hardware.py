@@ -2,9 +2,10 @@
 
 ``timed`` is the project's one timing helper (warm-up, then repeated timed
 calls with their median, spread and best); ``timed_paired`` alternates two
-workloads so that their ratio is measured under the same load. The peaks it measures (matmul
-FLOP/s, memory bandwidth) are the references MFU and the benchmarks' ratios
-are computed against, measured in the same run on shared machines.
+workloads so that their ratio is measured under the same load. The peaks
+it measures (matmul FLOP/s, memory bandwidth) are the references MFU and
+the benchmarks' ratios are computed against, measured in the same run on
+shared machines.
 """
 
 from __future__ import annotations
