@@ -6,6 +6,12 @@ long (~1 h of 12-20 turn conversations whose speakers keep a persona).
 ``manifest_dialogues`` builds any corpus described by a JSONL manifest
 (--manifest=PATH, optional --name; format in csm_jax/data/manifest.py).
 ``dailytalk`` builds the DailyTalk corpus you downloaded (--manual_dir=DIR).
+``recordings`` turns long recordings and their transcripts into turns
+(--manifest=PATH of recordings, optional --name; format in
+csm_jax/data/corpora/recording_manifest.py): aligned with the corpus
+recognizer, or --recognizer=DIR (an instruments cache or a recognizer
+workdir), or --aligner=pkg.module:factory (any CTC model), and built as the
+manifest_dialogues corpus <name>.
 Real corpora can build on Apache Beam: --beam_pipeline_options=
 "runner=DirectRunner,direct_num_workers=4" (see docs/data.md). Output goes
 to --data_dir, else $CSM_JAX_DATA_DIR, else ~/csm_jax_data, as tfds
@@ -16,6 +22,7 @@ ArrayRecord files readable with the ``grain_dataset`` of each module
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from absl import app
@@ -24,7 +31,9 @@ from absl import flags
 from csm_jax.cli import errors as cli_errors
 from csm_jax.data.corpora.registry import DATASETS
 
-_DATASET = flags.DEFINE_enum("dataset", "synthetic_dialogues", DATASETS,
+_RECORDINGS = "recordings"
+_DATASET = flags.DEFINE_enum("dataset", "synthetic_dialogues",
+                             DATASETS + (_RECORDINGS,),
                              "which dataset to build")
 _SIZE = flags.DEFINE_enum("size", "default",
                           ["tiny", "small", "default", "large", "long"],
@@ -38,10 +47,23 @@ _WORKERS = flags.DEFINE_integer("num_workers", None, "synthesis/feature "
                                 "worker processes; default: one per CPU "
                                 "core; 0 synthesizes in this process")
 _MANIFEST = flags.DEFINE_string("manifest", None, "manifest_dialogues: the "
-                                "JSONL conversation manifest to build")
-_NAME = flags.DEFINE_string("name", None, "manifest_dialogues: dataset "
-                            "config name; default from the manifest's file "
-                            "name")
+                                "JSONL conversation manifest to build; "
+                                "recordings: the JSONL recordings manifest")
+_NAME = flags.DEFINE_string("name", None, "manifest_dialogues, recordings: "
+                            "dataset config name; default from the "
+                            "manifest's file name")
+_RECOGNIZER = flags.DEFINE_string("recognizer", None, "recordings: the CTC "
+                                  "recognizer that aligns transcripts: an "
+                                  "instruments cache or a recognizer "
+                                  "workdir; default: the embedded corpus's "
+                                  "instruments (trained on first use)")
+_ALIGNER = flags.DEFINE_string("aligner", None, "recordings: "
+                               "'pkg.module:factory' returning any CTC "
+                               "aligner (csm_jax.data.corpora.ctc_align."
+                               "Aligner) instead of --recognizer")
+_MIN_SCORE = flags.DEFINE_float("min_turn_score", None, "recordings: turns "
+                                "whose alignment score is below this are "
+                                "excluded (and counted in the report)")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "dailytalk: the "
                                   "extracted corpus (metadata.json, data/)")
 _BEAM = flags.DEFINE_string("beam_pipeline_options", None, "build real "
@@ -54,6 +76,12 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   # pylint: disable=g-import-not-at-top
   from csm_jax.data.corpora.registry import prepare_dataset
+  if _DATASET.value == _RECORDINGS:
+    out = _prepare_recordings()
+    print(f"{_RECORDINGS} ready in {out} (train on it with "
+          f"--config.data.corpus=manifest_dialogues "
+          f"--config.data.corpus_size={os.path.basename(os.path.dirname(out))})")
+    return
   try:
     out = prepare_dataset(_DATASET.value, _SIZE.value, _DATA_DIR.value,
                           _WORKERS.value, manifest=_MANIFEST.value,
@@ -66,6 +94,40 @@ def main(argv: Sequence[str]) -> None:
   label = (_DATASET.value + "/" + _SIZE.value
            if _DATASET.value == "synthetic_dialogues" else _DATASET.value)
   print(f"{label} ready in {out}")
+
+
+def _prepare_recordings() -> str:
+  """Aligns, cuts and builds a recordings manifest; returns the build dir."""
+  # pylint: disable=g-import-not-at-top
+  from csm_jax.data.corpora import recording_manifest
+  from csm_jax.data.corpora import recordings
+  from csm_jax.data.corpora.registry import beam_options
+  from csm_jax.eval import recording_aligner
+  if not _MANIFEST.value:
+    raise cli_errors.CommandError(
+        "--dataset=recordings needs --manifest=PATH (one recording per line)")
+  if _RECOGNIZER.value and _ALIGNER.value:
+    raise cli_errors.CommandError("give --recognizer or --aligner, not both")
+  options = recordings.Options()
+  if _MIN_SCORE.value is not None:
+    options.cut.min_turn_score = _MIN_SCORE.value
+  # The manifest is read first: a broken one fails before any model loads.
+  recording_manifest.read_manifest(_MANIFEST.value)
+  if _ALIGNER.value:
+    aligner = recording_aligner.from_spec(_ALIGNER.value)
+  elif _RECOGNIZER.value:
+    aligner = recording_aligner.RecognizerAligner(_RECOGNIZER.value)
+  else:
+    print("aligning with the embedded corpus's recognizer (built and "
+          "trained on first use)", flush=True)
+    aligner = recording_aligner.default_aligner()
+  try:
+    b = recordings.prepare(_MANIFEST.value, aligner, _NAME.value,
+                           _DATA_DIR.value, options,
+                           beam_options=beam_options(_BEAM.value))
+  except ValueError as e:
+    raise cli_errors.CommandError(str(e)) from e
+  return str(b.data_dir)
 
 
 if __name__ == "__main__":

@@ -92,18 +92,29 @@ def assemble(conv: dialogues.Conversation, seed: int = 0,
     loud = np.flatnonzero(np.abs(x) > _SILENCE)
     truth.append({"speaker": t.speaker_name, "text": t.text,
                   "start": s + loud[0] / sr, "end": s + (loud[-1] + 1) / sr})
-  level = _rms(speech[speech != 0])
-  out = speech.copy()
+  out = mix_background(speech, sr, rng, music_db, snr_db)
+  return Assembled(out, sr, truth)
+
+
+def mix_background(speech: np.ndarray, sr: int, rng: np.random.Generator,
+                   music_db: float | None, snr_db: float | None
+                   ) -> np.ndarray:
+  """``speech`` under a music bed and white noise, each ``music_db`` /
+  ``-snr_db`` relative to the speech's RMS (None: leave it out); scaled
+  down if the mix would peak above 0.95."""
+  x = np.asarray(speech, np.float32)
+  level = _rms(x[x != 0]) if np.any(x) else 0.1
+  out = x.copy()
   if music_db is not None:
-    m = _music(n, sr, rng)
-    out += m * (level * 10 ** (music_db / 20) / _rms(m))
+    m = _music(x.size, sr, rng)
+    out += m * np.float32(level * 10 ** (music_db / 20) / _rms(m))
   if snr_db is not None:
-    out += rng.standard_normal(n).astype(np.float32) * (
+    out += rng.standard_normal(x.size).astype(np.float32) * np.float32(
         level * 10 ** (-snr_db / 20))
   peak = float(np.max(np.abs(out)))
   if peak > 0.95:
     out *= 0.95 / peak
-  return Assembled(out.astype(np.float32), sr, truth)
+  return out.astype(np.float32)
 
 
 def _overlap(a0, a1, b0, b1) -> float:
@@ -157,7 +168,8 @@ def measure(entry: dict, truth: list[dict], step: float = 0.01) -> dict:
   return {
       "boundary_error_median_s": float(np.median(errors)) if errors else
       float("nan"),
-      "boundary_errors": len(errors), "turns_matched": matched,
+      "boundary_errors_s": [round(e, 3) for e in errors],
+      "turns_matched": matched,
       "turns_true": len(truth),
       "speaker_attribution": right / max(len(covered), 1),
       "coverage": len(covered) / max(len(speech), 1),

@@ -10,8 +10,9 @@ of log F0 (pitch, from YIN), over the stretch's loud frames.
 
 Clustering is agglomerative (Ward linkage on standardized vectors). The
 number of speakers is the manifest's ``num_speakers`` when given, else the
-count from 2 to ``max_speakers`` with the best silhouette, or one speaker
-when no split reaches ``min_silhouette``.
+smallest count from 2 to ``max_speakers`` whose silhouette is within
+``SILHOUETTE_SLACK`` of the best, or one speaker when no split reaches
+``MIN_SILHOUETTE``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from csm_jax.audio import librosa_safe
 
 N_MFCC = 20
 MIN_SILHOUETTE = 0.3  # random data reaches ~0.25
+SILHOUETTE_SLACK = 0.05
 
 
 def voice_vector(x: np.ndarray, sr: int) -> np.ndarray:
@@ -75,12 +77,16 @@ def cluster(vectors: np.ndarray, num_speakers: int | None = None,
     labels = hierarchy.fcluster(tree, t=min(num_speakers, n),
                                 criterion="maxclust")
   else:
-    best, labels = MIN_SILHOUETTE, np.ones(n, np.int64)
-    for k in range(2, min(max_speakers, n - 1) + 1):
-      cand = hierarchy.fcluster(tree, t=k, criterion="maxclust")
-      score = _silhouette(x, cand)
-      if score > best:
-        best, labels = score, cand
+    cands = [hierarchy.fcluster(tree, t=k, criterion="maxclust")
+             for k in range(2, min(max_speakers, n - 1) + 1)]
+    scores = [_silhouette(x, c) for c in cands]
+    labels = np.ones(n, np.int64)
+    if scores and max(scores) >= MIN_SILHOUETTE:
+      # The fewest speakers that separate almost as well as the best
+      # count: one voice in two moods must not become two speakers.
+      k = next(i for i, s in enumerate(scores)
+               if s >= max(scores) - SILHOUETTE_SLACK)
+      labels = cands[k]
   order: dict[int, int] = {}
   return np.asarray([order.setdefault(int(v), len(order)) for v in labels],
                     np.int64)
