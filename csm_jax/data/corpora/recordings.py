@@ -28,15 +28,14 @@ the recordings rejected, one line each naming the file.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
-import shutil
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import soundfile as sf
+from etils import epath
 
 from csm_jax.audio import io as audio_lib
 from csm_jax.data.corpora import ctc_align
@@ -211,9 +210,11 @@ def align_all(recordings: Sequence[rm.Recording], aligner, options: Options,
     return [_one(r, aligner, options) for r in recordings]
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   beam = tfds.core.lazy_imports.apache_beam
-  prefix = os.path.join(work_dir, "aligned")
-  for old in glob.glob(prefix + "-*"):
-    os.remove(old)
+  # epath: on a cluster the work dir is a bucket or a shared filesystem.
+  out = epath.Path(work_dir)
+  for old in out.glob("aligned-*"):
+    old.unlink()
+  prefix = os.fspath(out / "aligned")
   with beam.Pipeline(options=beam_options) as pipe:
     _ = (pipe
          | "Create" >> beam.Create(list(recordings), reshuffle=True)
@@ -221,12 +222,12 @@ def align_all(recordings: Sequence[rm.Recording], aligner, options: Options,
              {"id": r.recording_id, **_one(r, aligner, options)}))
          | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl"))
   got = {}
-  for path in sorted(glob.glob(prefix + "-*.jsonl")):
-    with open(path) as f:
-      for raw in f:
+  for path in sorted(out.glob("aligned-*.jsonl")):
+    for raw in path.read_text().splitlines():
+      if raw.strip():
         row = json.loads(raw)
         got[row.pop("id")] = row
-    os.remove(path)
+    path.unlink()
   return [got[r.recording_id] for r in recordings]
 
 
@@ -316,33 +317,27 @@ def align_manifest(manifest: str, aligner, name: str | None = None,
   recordings = rm.read_manifest(manifest)
   name = name or manifest_builder.config_name(manifest)
   out = work_dir(name, data_dir)
-  os.makedirs(out, exist_ok=True)
+  out_dir = epath.Path(out)
+  out_dir.mkdir(parents=True, exist_ok=True)
   turns_path = os.path.join(out, TURNS)
   record = inputs_record(manifest, recordings, aligner, options)
   try:
-    with open(os.path.join(out, INPUTS)) as f:
-      same = json.load(f) == record
+    same = json.loads((out_dir / INPUTS).read_text()) == record
   except (OSError, ValueError):
     same = False
-  if same and os.path.exists(turns_path):
+  if same and (out_dir / TURNS).exists():
     log(f"{turns_path} is up to date with {manifest}")
     return turns_path
   outcomes = align_all(recordings, aligner, options, beam_options, out)
   report = summarize(manifest, outcomes, options)
-  with open(os.path.join(out, REPORT), "w") as f:
-    json.dump(report, f, indent=1)
+  (out_dir / REPORT).write_text(json.dumps(report, indent=1))
   for ln in summary_lines(report):
     log(ln)
   convs = [o["conversation"] for o in outcomes if o.get("conversation")]
   if not convs:
     raise _fail(manifest, report)
-  tmp = turns_path + ".tmp"
-  with open(tmp, "w") as f:
-    for c in convs:
-      f.write(json.dumps(c) + "\n")
-  os.replace(tmp, turns_path)
-  with open(os.path.join(out, INPUTS), "w") as f:
-    json.dump(record, f, indent=1)
+  (out_dir / TURNS).write_text("".join(json.dumps(c) + "\n" for c in convs))
+  (out_dir / INPUTS).write_text(json.dumps(record, indent=1))
   return turns_path
 
 
@@ -362,7 +357,7 @@ def prepare(manifest: str, aligner, name: str | None = None,
                               beam_options, log)
   b = manifest_builder.prepare(turns_path, name, data_dir,
                                beam_options=beam_options)
-  src = os.path.join(work_dir(name, data_dir), REPORT)
-  if os.path.exists(src):
-    shutil.copyfile(src, os.path.join(os.fspath(b.data_dir), REPORT))
+  src = epath.Path(work_dir(name, data_dir)) / REPORT
+  if src.exists():
+    src.copy(epath.Path(b.data_dir) / REPORT, overwrite=True)
   return b
