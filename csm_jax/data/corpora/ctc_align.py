@@ -193,7 +193,7 @@ def _place_words(log_probs: np.ndarray, lat: _Lattice, path: np.ndarray,
 
 @dataclasses.dataclass
 class AlignOptions:
-  min_word_score: float = 0.3
+  min_word_score: float = 0.2
   context_words: int = 2       # on each side, pooled into a word's score
   skip_penalty: float = 0.1    # nats per symbol skipped at a segment start
   symbols_per_s: float = 30.0  # window size: faster than any speech

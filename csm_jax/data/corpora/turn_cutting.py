@@ -36,7 +36,7 @@ _SENTENCE_END = re.compile(r"[.?!]['\")\]]*$")
 class CutOptions:
   long_pause_s: float = 1.5
   stretch_pause_s: float = 0.5
-  min_turn_score: float = 0.5
+  min_turn_score: float = 0.35
   pad_s: float = 0.15
   edge_search_s: float = 0.25
   min_stretch_s: float = 0.3     # shorter stretches take a neighbour's voice
