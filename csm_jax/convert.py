@@ -13,8 +13,10 @@ extra). The model shape is ``configs/csm_1b.py``'s unless ``--config``
 names another (``--config.model.backbone.depth=...`` overrides). Nothing is
 downloaded: docs/interop.md says where to get the files. A checkpoint that
 does not match (a tensor of another name or shape, another model, a corrupt
-file, a tokenizer of another vocabulary) is one line naming the file and
-the tensor, and nothing is written.
+file, a directory or a file of another kind, a tokenizer of another
+vocabulary) is one line naming the file and the tensor, and nothing is
+written. Tensors are read one at a time; ``--dtype=bfloat16`` (default) is
+exact up to bf16 rounding, ``--dtype=float32`` exact (docs/interop.md).
 """
 
 import json
@@ -34,7 +36,8 @@ _MIMI = flags.DEFINE_string("mimi", None, "csm: a Mimi checkpoint to convert "
                             "into the export's codec/.")
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16",
                            ["bfloat16", "float32", "float16"],
-                           "csm: storage dtype of the exported parameters.")
+                           "csm: storage dtype of the exported parameters "
+                           "(float32 keeps the checkpoint's weights exactly).")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "csm: config of the model shape (default: Sesame "
     "CSM-1B's, configs/csm_1b.py).", lock_config=True)

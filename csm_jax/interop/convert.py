@@ -3,10 +3,14 @@
 ``convert_csm`` writes an export (``store.export``: Orbax params, config,
 ``export.json``) with the Llama-3 ``tokenizer.json`` and the converted Mimi
 as its ``codec/``; ``convert_mimi`` writes a codec directory
-(``codec.io``). Everything is read, mapped and checked in memory first: a
+(``codec.io``). Nothing is written before every name and shape is
+checked (CSM's from the checkpoint's header, before any weight is read): a
 checkpoint with an unexpected, missing or misshapen tensor, a tokenizer of
 another vocabulary or a corrupt file raises ``ConversionError`` naming the
-file and tensor, and nothing is written.
+file and tensor. CSM's weights are then converted one source tensor at a
+time (``streaming``) into arrays of the export's dtype, about the export
+plus the largest tensor in memory, and written in one Orbax save (which
+copies them into its own buffers as it writes).
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from csm_jax.config import codec as codec_cfg
 from csm_jax.config.schema import make_config, validate
 from csm_jax.data.llama_tokenizer import LlamaTokenizer
 from csm_jax.data.tokenizer import TokenizerError
-from csm_jax.interop.csm_names import csm_params
+from csm_jax.interop import streaming
+from csm_jax.interop.csm_names import csm_recipes
 from csm_jax.interop.mimi_names import mimi_params
-from csm_jax.interop.safetensors_io import ConversionError, read_tensors
+from csm_jax.interop.safetensors_io import ConversionError, open_checkpoint
 from csm_jax.store import layout, models
 from csm_jax.store.export import write_export
 from csm_jax.store.restore import Restored
@@ -100,7 +105,8 @@ def _check_csm_config(config) -> None:
 def mimi_codec(weights: str, c=None) -> tuple[Codec, object]:
   """A Mimi checkpoint as our Codec (in memory) and its config."""
   c = c or mimi_config()
-  values = mimi_params(weights, read_tensors(weights), c)
+  with open_checkpoint(weights) as ckpt:
+    values = mimi_params(ckpt, c)
   graphdef, state = nnx.split(nnx.eval_shape(lambda: Codec(c, rngs=nnx.Rngs(0))))
   state = fill(state, values, weights)
   return nnx.merge(graphdef, state), c
@@ -139,13 +145,16 @@ def check_tokenizer(path: str, text_vocab: int) -> LlamaTokenizer:
   return tok
 
 
-def csm_restored(weights: str, config) -> Restored:
-  """A CSM checkpoint as our parameters (in memory), ready to export."""
+def csm_restored(weights: str, config, dtype: str = "float32") -> Restored:
+  """A CSM checkpoint as our parameters (arrays of ``dtype``, in memory),
+  ready to export; read one tensor at a time."""
   groups = models.param_groups("csm")
   graphdef, params, extra = models.abstract(
       lambda rngs: models.build_model(config, rngs), groups)
-  values = csm_params(weights, read_tensors(weights), config.model)
-  params = {"model": fill(params["model"], values, weights)}
+  with open_checkpoint(weights) as ckpt:
+    recipes = csm_recipes(ckpt, config.model)
+    params = {"model": streaming.fill(params["model"], recipes, ckpt, dtype,
+                                      weights)}
   return Restored(config=config, graphdef=graphdef, params=params,
                   extra=extra, groups=groups, step=None, directory="",
                   kind="export")
@@ -169,11 +178,7 @@ def convert_csm(weights: str, out: str, config=None, tokenizer: str | None =
   _check_csm_config(config)
   if tokenizer:
     check_tokenizer(tokenizer, config.model.text_vocab)
-  r = csm_restored(weights, config)
-  cast = jnp.dtype(dtype)
-  r.params = jax.tree.map(
-      lambda a: a.astype(cast) if jnp.issubdtype(a.dtype, jnp.floating)
-      else a, r.params)
+  r = csm_restored(weights, config, dtype)
   # Everything is read and checked: only now is anything written.
   write_export(r, out, dtype, source=os.path.abspath(weights))
   files = []

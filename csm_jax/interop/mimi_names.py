@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from csm_jax.interop.mapping import TensorMap, interleaved_to_halves
-from csm_jax.interop.safetensors_io import ConversionError
+from csm_jax.interop.safetensors_io import Checkpoint, ConversionError
 
 EXAMPLE_NAMES = ("encoder.model.0.conv.conv.weight",
                  "quantizer.rvq_first.vq.layers.0._codebook.embedding_sum")
@@ -124,17 +124,18 @@ def _rvq(tm, src, ours, levels, c, out):
   out[f"{ours}.initialized"] = np.ones((), np.bool_)
 
 
-def mimi_params(path: str, tensors: dict[str, np.ndarray], c) -> dict:
+def mimi_params(ckpt: Checkpoint, c) -> dict:
   """Our codec's variables (dotted path -> array) from a Mimi checkpoint,
   for the codec config ``c`` (``codec_config("mimi")`` without a semantic
   head). Raises ConversionError naming every mismatch."""
-  if any(k.startswith(_HF_PREFIXES) for k in tensors):
+  path, names = ckpt.path, ckpt.shapes
+  if any(k.startswith(_HF_PREFIXES) for k in names):
     raise ConversionError(
         f"{path}: a Hugging Face transformers Mimi checkpoint (names like "
         "encoder.layers.0.conv.weight); convert the moshi-layout file "
         "(e.g. tokenizer-e351c8d8-checkpoint125.safetensors of "
         "kyutai/moshiko-pytorch-bf16) instead")
-  norm = [k for k in tensors if k.endswith((".weight_g", ".weight_v"))]
+  norm = [k for k in names if k.endswith((".weight_g", ".weight_v"))]
   if norm:
     raise ConversionError(
         f"{path}: {norm[0]} is an unfolded weight-norm parameter; released "
@@ -143,7 +144,7 @@ def mimi_params(path: str, tensors: dict[str, np.ndarray], c) -> dict:
   if not c.semantic.enabled:
     raise ConversionError("the codec config has no split quantizer "
                           "(codec.semantic.enabled); Mimi's is 1 + 31 levels")
-  tm = TensorMap(path, tensors, "Mimi", EXAMPLE_NAMES)
+  tm = TensorMap(ckpt, "Mimi", EXAMPLE_NAMES)
   out: dict[str, np.ndarray] = {}
   _seanet(tm, c, out)
   _transformer(tm, "encoder_transformer", "enc_transformer", c, out)

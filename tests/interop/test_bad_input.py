@@ -109,6 +109,40 @@ def test_tokenizer_of_another_vocabulary(csm_file, tmp_path):
   assert not (tmp_path / "out").exists()
 
 
+def test_a_directory_or_another_kind_of_file(csm_file, tmp_path):
+  model_dir = tmp_path / "csm-1b"
+  model_dir.mkdir()
+  (model_dir / "config.json").write_text("{}")
+  (model_dir / "ckpt.pt").write_bytes(b"")
+  with pytest.raises(ConversionError, match=r"csm-1b: a directory, not a "
+                     r"checkpoint file; give the file itself, e\.g\. "
+                     r".*csm-1b/ckpt\.pt"):
+    convert(model_dir, tmp_path / "out")
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(ConversionError, match=r"empty: a directory without a "
+                     r"checkpoint file \(none ending in \.safetensors"):
+    convert_mimi(str(empty), str(tmp_path / "out"))
+  with pytest.raises(ConversionError, match="empty: a directory without"):
+    convert(csm_file, tmp_path / "out", mimi=str(empty))
+  exported = tmp_path / "exported"
+  exported.mkdir()
+  (exported / "export.json").write_text("{}")
+  with pytest.raises(ConversionError, match="exported: a csm_jax export, not "
+                     "a PyTorch checkpoint: it needs no conversion"):
+    convert(exported, tmp_path / "out")
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+  with pytest.raises(ConversionError, match=r"tensor\.pt: holds a Tensor, "
+                     "not a state dict of tensors"):
+    convert(tmp_path / "tensor.pt", tmp_path / "out")
+  (tmp_path / "tokenizer.json").write_text("{}")
+  with pytest.raises(ConversionError, match=r"tokenizer\.json: unknown "
+                     "checkpoint format"):
+    convert(tmp_path / "tokenizer.json", tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
 def test_lora_target_that_matches_no_layer():
   c = small_csm_config()
   c.train.lora.rank = 4
@@ -123,15 +157,23 @@ def test_lora_target_that_matches_no_layer():
   schema.validate(c)
 
 
-def test_command_line_reports_one_line(mimi_file, tmp_path):
+@pytest.mark.parametrize("weights,says", [
+    ("mimi", "mimi.safetensors: not a CSM"),
+    ("directory", "a directory, not a checkpoint file; give the file itself"),
+])
+def test_command_line_reports_one_line(mimi_file, tmp_path, weights, says):
   out = tmp_path / "out"
+  if weights == "mimi":
+    weights = mimi_file
+  else:
+    weights = mimi_file.parent
   p = subprocess.run(
       [sys.executable, "-m", "csm_jax.convert", "csm",
-       f"--weights={mimi_file}", f"--out={out}"], cwd=ROOT,
+       f"--weights={weights}", f"--out={out}"], cwd=ROOT,
       capture_output=True, text=True, timeout=300,
       env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert p.returncode == 1, p.stderr
   last = p.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: ") and "mimi.safetensors: not a CSM" in last
+  assert last.startswith("error: ") and says in last, last
   assert "Traceback" not in p.stderr
   assert not out.exists()
