@@ -186,8 +186,10 @@ def _embedder(path: str, aligner) -> Callable:
     clips = [read_span(path, s, e, sr) for s, e in spans]
     encoder = getattr(aligner, "speaker_embeddings", None)
     if callable(encoder):
-      return np.asarray(encoder(clips))
-    return np.stack([speaker_clusters.voice_vector(c, sr) for c in clips])
+      return np.asarray(encoder(clips)), speaker_clusters.ENCODER_SLACK
+    return speaker_clusters.standardize(np.stack(
+        [speaker_clusters.voice_vector(c, sr) for c in clips])
+                                        ), speaker_clusters.VOICE_SLACK
   return embed
 
 

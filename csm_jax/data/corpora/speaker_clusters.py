@@ -8,11 +8,12 @@ from the evaluation layer); otherwise ``voice_vector``, which needs no
 model: MFCC means and spreads (timbre, formants) and the median and spread
 of log F0 (pitch, from YIN), over the stretch's loud frames.
 
-Clustering is agglomerative (Ward linkage on standardized vectors). The
+Clustering is agglomerative (Ward linkage; voice vectors are standardized
+per dimension first, encoder embeddings used as they are). The
 number of speakers is the manifest's ``num_speakers`` when given, else the
-smallest count from 2 to ``max_speakers`` whose silhouette is within
-``SILHOUETTE_SLACK`` of the best, or one speaker when no split reaches
-``MIN_SILHOUETTE``.
+smallest count from 2 to ``max_speakers`` whose silhouette is within a
+slack of the best (``VOICE_SLACK``/``ENCODER_SLACK``), or one speaker when
+no split reaches ``MIN_SILHOUETTE``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from csm_jax.audio import librosa_safe
 
 N_MFCC = 20
 MIN_SILHOUETTE = 0.3  # random data reaches ~0.25
-SILHOUETTE_SLACK = 0.05
+# How far below the best silhouette a smaller speaker count may be and
+# still win. Voice vectors of one speaker spread with mood (pitch, rate),
+# so they get more slack than an encoder's embeddings, which were trained
+# to ignore it (fitted on assembled recordings of the embedded corpus).
+VOICE_SLACK = 0.05
+ENCODER_SLACK = 0.01
 
 
 def voice_vector(x: np.ndarray, sr: int) -> np.ndarray:
@@ -48,6 +54,14 @@ def voice_vector(x: np.ndarray, sr: int) -> np.ndarray:
                         ).astype(np.float32)
 
 
+def standardize(vectors: np.ndarray) -> np.ndarray:
+  """Voice vectors scaled per dimension across a recording's stretches,
+  so MFCCs and pitch weigh alike. (An encoder's unit-length embeddings
+  are clustered as they are: their geometry is what it was trained for.)"""
+  x = np.asarray(vectors, np.float64)
+  return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+
+
 def _silhouette(x: np.ndarray, labels: np.ndarray) -> float:
   d = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0.0))
   ks = np.unique(labels)
@@ -65,13 +79,13 @@ def _silhouette(x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def cluster(vectors: np.ndarray, num_speakers: int | None = None,
-            max_speakers: int = 8) -> np.ndarray:
+            max_speakers: int = 8, slack: float = VOICE_SLACK
+            ) -> np.ndarray:
   """Cluster labels 0.. (numbered by first appearance) of the rows."""
   x = np.asarray(vectors, np.float64)
   n = len(x)
   if n <= 1 or num_speakers == 1:
     return np.zeros(n, np.int64)
-  x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
   tree = hierarchy.linkage(x, method="ward")
   if num_speakers is not None:
     labels = hierarchy.fcluster(tree, t=min(num_speakers, n),
@@ -85,7 +99,7 @@ def cluster(vectors: np.ndarray, num_speakers: int | None = None,
       # The fewest speakers that separate almost as well as the best
       # count: one voice in two moods must not become two speakers.
       k = next(i for i, s in enumerate(scores)
-               if s >= max(scores) - SILHOUETTE_SLACK)
+               if s >= max(scores) - slack)
       labels = cands[k]
   order: dict[int, int] = {}
   return np.asarray([order.setdefault(int(v), len(order)) for v in labels],

@@ -126,19 +126,21 @@ def _span(ws: Sequence[Word]) -> tuple[float, float] | None:
 
 
 def clustered_groups(words: Sequence[Word], embed: Callable[[list[tuple[
-    float, float]]], np.ndarray], num_speakers: int | None,
+    float, float]]], tuple[np.ndarray, float]], num_speakers: int | None,
                      options: CutOptions
                      ) -> tuple[list[tuple[str, list[Word]]], int]:
   """Untagged words grouped into turns by clustered speaker embeddings;
-  also returns the number of speakers found."""
+  also returns the number of speakers found. ``embed`` maps time spans to
+  (vectors, the clustering slack that suits them)."""
   units = stretches(words, options)
   spans = [_span(u) for u in units]
   usable = [i for i, s in enumerate(spans)
             if s is not None and s[1] - s[0] >= options.min_stretch_s]
   labels = np.full(len(units), -1, np.int64)
   if usable:
-    vecs = embed([spans[i] for i in usable])
-    labels[usable] = speaker_clusters.cluster(vecs, num_speakers)
+    vecs, slack = embed([spans[i] for i in usable])
+    labels[usable] = speaker_clusters.cluster(vecs, num_speakers,
+                                              slack=slack)
   # A stretch too short to judge (or with no aligned word) takes the
   # voice of the nearest judged stretch in time.
   centres = np.asarray([np.mean(s) if s else np.nan for s in spans])
