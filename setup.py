@@ -1,4 +1,4 @@
-"""Installs csm_jax with the pinned requirements; extras: test, tpu, eval, beam, interop."""
+"""Installs csm_jax with the pinned requirements; extras: test, tpu, eval, beam, interop, instruments."""
 
 import os
 
@@ -43,5 +43,14 @@ setup(
                     "huggingface-hub==2.4.0"],
         # Large corpus builds through tfds on Apache Beam (docs/data.md).
         "beam": ["apache-beam==2.77.0"],
+        # Instruments plugged into `evaluate` (docs/evaluation.md):
+        # transformers reads local Whisper, CTC and x-vector model
+        # directories. Resemblyzer goes in with --no-deps
+        # (`pip install --no-deps resemblyzer==0.1.4`): it requires
+        # webrtcvad 2.0.10, whose module imports pkg_resources (gone from
+        # current setuptools), and the typing backport; webrtcvad-wheels
+        # provides the same module.
+        "instruments": ["torch==2.13.0", "transformers==5.23.0",
+                        "webrtcvad-wheels==2.0.14.post1"],
     },
 )

@@ -94,17 +94,26 @@ def _validity_lines(validity: dict) -> list[str]:
   lines = ["| instrument | on held-out ground truth |", "|---|---|"]
   r, s, e = (validity.get(k, {}) for k in ("recognizer", "speaker",
                                              "emotion"))
+
+  def name(figures, default):
+    # A plugged-in instrument (instruments/plugged.py) says what it is.
+    return (f"{default}: {figures['instrument']}" if "instrument" in figures
+            else default)
+
+  def num(x):
+    return "n/a" if x is None else f"{x:.3f}"
   if r:
-    lines.append(f"| recognizer | CER {r.get('cer', float('nan')):.3f}, WER "
-                 f"{r.get('wer', float('nan')):.3f} over "
+    lines.append(f"| {name(r, 'recognizer')} | CER {num(r.get('cer'))}, WER "
+                 f"{num(r.get('wer'))} over "
                  f"{r.get('n_utterances', '?')} utterances |")
   if s:
-    lines.append(f"| speaker encoder | EER {s.get('eer', float('nan')):.3f} "
-                 f"over {s.get('n_trials', '?')} trials |")
+    lines.append(f"| {name(s, 'speaker encoder')} | EER "
+                 f"{num(s.get('eer'))} over {s.get('n_trials', '?')} "
+                 "trials |")
   if e:
     lines.append(f"| emotion classifier | accuracy "
-                 f"{e.get('accuracy', float('nan')):.3f} (chance "
-                 f"{e.get('chance', float('nan')):.3f}) over "
+                 f"{num(e.get('accuracy'))} (chance "
+                 f"{num(e.get('chance'))}) over "
                  f"{e.get('n', '?')} turns |")
   return lines
 

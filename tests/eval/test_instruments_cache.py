@@ -1,6 +1,8 @@
 """The instruments on a tiny corpus: trained through the shared trainer,
 cached by the corpus fingerprint, loaded again without training, refusing
-another corpus's cache; and the recognizer's packing of whole turns."""
+another corpus's cache; the recognizer's packing of whole turns; and the
+quick suite scored with plugged-in instruments (a Whisper directory and
+Resemblyzer) in place of the corpus-trained ones."""
 
 import json
 import os
@@ -215,3 +217,85 @@ def test_packing_joins_whole_turns_with_their_transcripts():
     assert not ex["mask"][n:].any()
   single = task.single(store, 3)
   assert single["mask"].sum() == 600   # cut to the window for evaluation
+
+
+def _tiny_generator(corpus_dir):
+  """A random tiny CSM with a random 12.5 Hz codec (few frames to generate),
+  reading the tiny corpus: enough for the quick suite's every step (its
+  speech is noise)."""
+  from flax import nnx
+  from csm_jax.codec.handle import CodecHandle
+  from csm_jax.codec.model import init_codec
+  from csm_jax.inference.generator import Generator
+  from csm_jax.model.csm import CSM
+  from tests.codec.conftest import tiny_config as tiny_codec_config
+  from tests.foundation.tiny import tiny_config
+  from tests.inference.test_generator import CharTokenizer
+  c = tiny_config()
+  base = _config(corpus_dir)
+  c.data.source, c.data.corpus_size = base.data.source, "tiny"
+  c.data.data_dir = corpus_dir
+  c.data.seq_len = c.model.max_seq_len = 128
+  cc = tiny_codec_config()
+  cc.ratios, cc.downsample = (8, 5), 16
+  cc.rvq.levels, cc.rvq.codebook_size = (c.model.n_codebooks,
+                                         c.model.codebook_size)
+  model = CSM(c.model, nnx.Rngs(params=0))
+  return Generator(c, *nnx.split(model), CharTokenizer(),
+                   CodecHandle(init_codec(cc)))
+
+
+def test_quick_suite_scores_with_plugged_whisper_and_resemblyzer(
+    built, corpus_dir, tmp_path):
+  """What ``evaluate --recognizer=DIR --speaker_model=resemblyzer`` runs:
+  the plugged instruments measured on the validation split (cached), then
+  every row of the quick suite scored with them and reported."""
+  from csm_jax.eval import report
+  from csm_jax.eval import suite as suite_lib
+  from csm_jax.eval import text_metrics
+  from csm_jax.eval.instruments import PluggedInstruments, select_instruments
+  from csm_jax.eval.instruments.plugged import (RESEMBLYZER, check,
+                                                plugged_validity)
+  from csm_jax.eval.instruments.validity import validation_records
+  from tests.eval import tiny_hf_models as hf
+  base, _, _ = built
+  whisper = hf.whisper_dir(str(tmp_path / "whisper"))
+  gen = _tiny_generator(corpus_dir)
+  lines = []
+  inst = select_instruments(gen.config, recognizer=whisper,
+                            speaker_model="resemblyzer", overrides=TINY,
+                            progress=lines.append)
+  assert isinstance(inst, PluggedInstruments)
+  assert not any("training" in l for l in lines), lines
+  assert sum("measuring the plugged" in l for l in lines) == 2, lines
+  v = inst.validity
+  # The tiny Whisper says "hello world" to everything: its CER on the
+  # validation transcripts is known exactly.
+  _, _, texts, _, _ = validation_records(gen.config)
+  ce, cl = text_metrics.edit_counts(texts, ["hello world"] * len(texts),
+                                    "char")
+  assert v["recognizer"]["cer"] == pytest.approx(sum(ce) / sum(cl))
+  assert "whisper" in v["recognizer"]["instrument"]
+  assert "resemblyzer" in v["speaker"]["instrument"]
+  assert 0.0 <= v["speaker"]["eer"] <= 1.0
+  assert v["emotion"] == base.validity["emotion"]
+  lines.clear()
+  for slot, plug, instrument in (
+      ("recognizer", check(recognizer=whisper)["recognizer"],
+       inst.recognizer), ("speaker", RESEMBLYZER, inst.speaker)):
+    again = plugged_validity(slot, plug, instrument, gen.config,
+                             base.directory, base.fingerprint, lines.append)
+    assert again == v[slot]
+  assert not lines       # measured once, then read from the cache
+
+  result = suite_lib.run(gen, inst, "quick", n_prompts=1,
+                         progress=lambda *a: None)
+  for row in result.rows.values():
+    assert row.transcripts == ["hello world"]
+    assert row.embeddings.shape == (1, 256)     # Resemblyzer's, not ours
+  out = str(tmp_path / "report")
+  data = report.write(result, out, "tiny", inst.validity)
+  assert "whisper" in data["instruments"]["recognizer"]["instrument"]
+  md = open(os.path.join(out, "report.md")).read()
+  assert "| recognizer: whisper" in md and "| speaker encoder: resemblyzer" \
+      in md, md[:1500]

@@ -10,6 +10,11 @@ once per corpus on its train split and cached by the corpus's fingerprint;
   inst = ensure_instruments(config)   # first use trains (~20 min on 2 cores)
   inst.transcribe([audio], 24000)
   inst.validity["recognizer"]["cer"]
+
+``select_instruments(config, recognizer=DIR, speaker_model="resemblyzer")``
+plugs in other instruments (``plugged``): a Whisper or CTC model directory,
+Resemblyzer's shipped encoder or an x-vector model directory, each measured
+on the same held-out ground truth.
 """
 
 from csm_jax.eval.instruments.cache import (InstrumentsError, cache_dir,
@@ -17,9 +22,13 @@ from csm_jax.eval.instruments.cache import (InstrumentsError, cache_dir,
                                             load_instruments)
 from csm_jax.eval.instruments.ctc import ALPHABET, BLANK, greedy_decode
 from csm_jax.eval.instruments.instruments import Instruments
+from csm_jax.eval.instruments.model_dirs import ModelDirError
+from csm_jax.eval.instruments.plugged import (PluggedInstruments,
+                                              select_instruments)
 from csm_jax.eval.instruments.scoring import cosine_similarity, eer
 from csm_jax.eval.instruments.validity import markdown as validity_markdown
 
 __all__ = ["ALPHABET", "BLANK", "Instruments", "InstrumentsError",
-           "cache_dir", "cosine_similarity", "eer", "ensure_instruments",
-           "greedy_decode", "load_instruments", "validity_markdown"]
+           "ModelDirError", "PluggedInstruments", "cache_dir",
+           "cosine_similarity", "eer", "ensure_instruments", "greedy_decode",
+           "load_instruments", "select_instruments", "validity_markdown"]
