@@ -27,6 +27,11 @@
                        codebooks generated (--levels, default 1, 2, 4, ...
                        and all)
   --compare=RUN2       paired differences against a second run (same codec)
+  --recognizer=DIR     quick/full: score with a local Whisper or CTC model
+                       directory instead of the corpus-trained recognizer
+  --speaker_model=resemblyzer|DIR
+                       quick/full: Resemblyzer's shipped speaker encoder,
+                       or a local x-vector model directory
 
 RUN is a training workdir or an export. The recognizer, speaker encoder
 and emotion classifier are trained on the run's corpus the first time
@@ -72,6 +77,13 @@ _CONVERSATIONS = flags.DEFINE_integer(
 _LEVELS = flags.DEFINE_list(
     "levels", None, "levels: the codebook counts to compare (default 1, 2, "
     "4, ... and the model's all).")
+_RECOGNIZER = flags.DEFINE_string(
+    "recognizer", "corpus", "quick/full: 'corpus' (the recognizer trained "
+    "on the run's corpus) or a local Whisper or CTC model directory "
+    "(save_pretrained; nothing is downloaded). docs/evaluation.md.")
+_SPEAKER_MODEL = flags.DEFINE_string(
+    "speaker_model", "corpus", "quick/full: 'corpus', 'resemblyzer' (the "
+    "weights its wheel ships) or a local x-vector model directory.")
 flags.mark_flag_as_required("checkpoint")
 
 
@@ -92,6 +104,12 @@ def main(argv):
   from csm_jax.cli.logs import quiet_library_logs
   quiet_library_logs()
   out = _OUT.value or os.path.join(_CKPT.value, "eval", _SUITE.value)
+  if _SUITE.value not in ("quick", "full"):
+    for flag in (_RECOGNIZER, _SPEAKER_MODEL):
+      if flag.value != "corpus":
+        raise app.UsageError(f"--{flag.name}: the {_SUITE.value} suite "
+                             "scores with the corpus-trained instruments; "
+                             "plugged ones are for quick and full")
   if _SUITE.value == "experiment1":
     from csm_jax.eval.experiment1 import run_experiment1
     run_experiment1(_CKPT.value, out, seed=_SEED.value)
@@ -127,7 +145,8 @@ def main(argv):
     return
   from csm_jax.eval.evaluate import evaluate
   evaluate(_CKPT.value, out, _SUITE.value, _COMPARE.value, seed=_SEED.value,
-           n_prompts=_PROMPTS.value, step=_STEP.value)
+           n_prompts=_PROMPTS.value, step=_STEP.value,
+           recognizer=_RECOGNIZER.value, speaker_model=_SPEAKER_MODEL.value)
 
 
 if __name__ == "__main__":
