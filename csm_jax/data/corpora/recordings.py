@@ -297,8 +297,11 @@ def _fail(manifest: str, report: dict) -> RecordingsError:
   if len(rej) == 1 and not report["aligned_recordings"]:
     return RecordingsError(rej[0]["line"])
   if rej and not report["aligned_recordings"]:
-    return RecordingsError(f"{manifest}: every recording was rejected: "
-                           + "; ".join(r["line"] for r in rej[:5]))
+    # The lines were printed one per file; an error line is cut at 600
+    # characters, so it names the first and says where the rest are.
+    return RecordingsError(
+        f"{manifest}: every recording was rejected ({len(rej)}, one line "
+        f"each above and in {REPORT}); the first: {rej[0]['line']}")
   return RecordingsError(
       f"{manifest}: no turn reached the alignment score "
       f"{report['min_turn_score']} ({report['turns_excluded']} excluded, "
