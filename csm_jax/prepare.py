@@ -99,7 +99,6 @@ def main(argv: Sequence[str]) -> None:
 def _prepare_recordings() -> str:
   """Aligns, cuts and builds a recordings manifest; returns the build dir."""
   # pylint: disable=g-import-not-at-top
-  from csm_jax.data.corpora import recording_manifest
   from csm_jax.data.corpora import recordings
   from csm_jax.data.corpora.registry import beam_options
   from csm_jax.eval import recording_aligner
@@ -111,8 +110,12 @@ def _prepare_recordings() -> str:
   options = recordings.Options()
   if _MIN_SCORE.value is not None:
     options.cut.min_turn_score = _MIN_SCORE.value
-  # The manifest is read first: a broken one fails before any model loads.
-  recording_manifest.read_manifest(_MANIFEST.value)
+  # A broken manifest, or one whose every recording fails the checks that
+  # need no decoding, fails before any model loads.
+  try:
+    recordings.precheck(_MANIFEST.value)
+  except ValueError as e:
+    raise cli_errors.CommandError(str(e)) from e
   if _ALIGNER.value:
     aligner = recording_aligner.from_spec(_ALIGNER.value)
   elif _RECOGNIZER.value:

@@ -79,8 +79,10 @@ class RecognizerAligner:
     self.fingerprint = self._fingerprint()
 
   def _fingerprint(self) -> str:
+    # Sizes and times of every file: a retrained network (or speaker
+    # encoder) makes the recordings align again.
     h = hashlib.sha256(self.directory.encode())
-    for root, _, files in sorted(os.walk(self._rec_dir)):
+    for root, _, files in sorted(os.walk(self.directory)):
       for n in sorted(files):
         st = os.stat(os.path.join(root, n))
         h.update(f"{n}{st.st_size}{st.st_mtime_ns}".encode())

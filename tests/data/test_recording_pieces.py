@@ -1,9 +1,13 @@
 """The parts of the long-recording pipeline that need no acoustic model:
-the recordings manifest and its one-line rejections, transcripts with and
-without tags, streaming reads, the energy detector and segmenting, the
-CTC Viterbi with free start and end, speaker clustering and turn cuts."""
+the recordings manifest and its one-line rejections (also through the
+command line), transcripts with and without tags, streaming reads, the
+energy detector and segmenting, the CTC Viterbi with free start and end,
+speaker clustering and turn cuts."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -258,3 +262,46 @@ def test_turn_edges_move_to_where_the_sound_starts():
   turns = turn_cutting.make_turns([("A", words)], energy, -40.0, 5.0, opts)
   assert turns[0].speech_start == pytest.approx(0.95)
   assert turns[0].speech_end == pytest.approx(2.6)
+
+
+def _prepare_cli(manifest, data_dir):
+  # No aligner is named: bad recordings are found before any model loads
+  # (were they not, the default one would be built in data_dir and the
+  # test would time out).
+  proc = subprocess.run(
+      [sys.executable, "-m", "csm_jax.prepare", "--dataset=recordings",
+       f"--manifest={manifest}", f"--data_dir={data_dir}"],
+      capture_output=True, text=True, timeout=120,
+      env={**os.environ, "CSM_JAX_DATA_DIR": str(data_dir)})
+  assert proc.returncode == 1, proc.stderr
+  assert "Traceback" not in proc.stderr
+  return proc.stderr.strip().splitlines()[-1], proc.stdout.splitlines()
+
+
+def test_command_line_names_the_bad_file_in_one_line(tmp_path):
+  (tmp_path / "t.txt").write_text("A: hello there\n")
+  path = _write_manifest(tmp_path / "m.jsonl", [
+      {"recording_id": "x", "audio": "missing.wav", "transcript": "t.txt"}])
+  assert _prepare_cli(path, tmp_path / "data")[0] == (
+      "error: recording rejected: missing audio: no audio file for "
+      f"{tmp_path / 't.txt'} ({tmp_path / 'missing.wav'})")
+  # Every kind of bad recording at once: still one line, naming each file.
+  sf.write(tmp_path / "ok.wav", np.zeros(SR, np.float32), SR)
+  (tmp_path / "bad.wav").write_bytes(b"RIFF but not really a wave file" * 9)
+  (tmp_path / "empty.txt").write_text(" \n")
+  path = _write_manifest(tmp_path / "all.jsonl", [
+      {"recording_id": "a", "audio": "bad.wav", "transcript": "t.txt"},
+      {"recording_id": "b", "audio": "missing.wav", "transcript": "t.txt"},
+      {"recording_id": "c", "audio": "ok.wav", "transcript": "gone.txt"},
+      {"recording_id": "d", "audio": "ok.wav", "transcript": "empty.txt"}])
+  line, out = _prepare_cli(path, tmp_path / "data")
+  assert line.startswith(f"error: {path}: every recording was rejected (4")
+  rejected = [ln.strip() for ln in out if "recording rejected" in ln]
+  for (what, where), got in zip((("corrupt", "bad.wav"),
+                                 ("missing audio", "missing.wav"),
+                                 ("missing transcript", "gone.txt"),
+                                 ("empty transcript", "empty.txt")),
+                                rejected):
+    assert got.startswith(f"recording rejected: {what}: ")
+    assert got.endswith(f"({tmp_path / where})")
+  assert len(rejected) == 4

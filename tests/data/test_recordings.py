@@ -16,8 +16,6 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -278,46 +276,6 @@ def test_beam_path_gives_the_same_turns(aligner, material, tmp_path):
   assert read("py") == read("beam")
   src = manifest_builder.data_source("train", "one", str(tmp_path / "beam"))
   assert len(src) == len(json.loads(read("beam"))["turns"])
-
-
-def _prepare_cli(manifest, aligner, data_dir):
-  proc = subprocess.run(
-      [sys.executable, "-m", "csm_jax.prepare", "--dataset=recordings",
-       f"--manifest={manifest}", f"--recognizer={aligner.directory}",
-       f"--data_dir={data_dir}"],
-      capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 1, proc.stderr
-  assert "Traceback" not in proc.stderr
-  return proc.stderr.strip().splitlines()[-1], proc.stdout.splitlines()
-
-
-def test_command_line_names_the_bad_file_in_one_line(aligner, tmp_path):
-  (tmp_path / "t.txt").write_text("A: hello there\n")
-  path = _manifest(tmp_path / "m.jsonl", [
-      {"recording_id": "x", "audio": "missing.wav", "transcript": "t.txt"}])
-  assert _prepare_cli(path, aligner, tmp_path / "data")[0] == (
-      "error: recording rejected: missing audio: no audio file for "
-      f"{tmp_path / 't.txt'} ({tmp_path / 'missing.wav'})")
-  # Every kind of bad recording at once: still one line, naming each file.
-  sf.write(tmp_path / "ok.wav", np.zeros(SR, np.float32), SR)
-  (tmp_path / "bad.wav").write_bytes(b"RIFF but not really a wave file" * 9)
-  (tmp_path / "empty.txt").write_text(" \n")
-  path = _manifest(tmp_path / "all.jsonl", [
-      {"recording_id": "a", "audio": "bad.wav", "transcript": "t.txt"},
-      {"recording_id": "b", "audio": "missing.wav", "transcript": "t.txt"},
-      {"recording_id": "c", "audio": "ok.wav", "transcript": "gone.txt"},
-      {"recording_id": "d", "audio": "ok.wav", "transcript": "empty.txt"}])
-  line, out = _prepare_cli(path, aligner, tmp_path / "data")
-  assert line.startswith(f"error: {path}: every recording was rejected (4")
-  rejected = [ln.strip() for ln in out if "recording rejected" in ln]
-  for (what, where), got in zip((("corrupt", "bad.wav"),
-                                 ("missing audio", "missing.wav"),
-                                 ("missing transcript", "gone.txt"),
-                                 ("empty transcript", "empty.txt")),
-                                rejected):
-    assert got.startswith(f"recording rejected: {what}: ")
-    assert got.endswith(f"({tmp_path / where})")
-  assert len(rejected) == 4
 
 
 @pytest.mark.slow

@@ -200,9 +200,12 @@ def _one(rec: rm.Recording, aligner, options: Options) -> dict:
     conv, report = segment_recording(rec, text, aligner, options)
     return {"conversation": conv, "report": report}
   except rm.RecordingRejected as e:
-    return {"rejected": {"recording_id": rec.recording_id, "file": e.path,
-                         "reason": e.reason, "detail": e.detail,
-                         "line": str(e)}}
+    return {"rejected": _rejection(rec, e)}
+
+
+def _rejection(rec: rm.Recording, e: rm.RecordingRejected) -> dict:
+  return {"recording_id": rec.recording_id, "file": e.path,
+          "reason": e.reason, "detail": e.detail, "line": str(e)}
 
 
 def align_all(recordings: Sequence[rm.Recording], aligner, options: Options,
@@ -307,6 +310,21 @@ def _fail(manifest: str, report: dict) -> RecordingsError:
       f"{report['min_turn_score']} ({report['turns_excluded']} excluded, "
       f"{report['aligned_words']} of {report['words']} words aligned; "
       f"see {REPORT})")
+
+
+def precheck(manifest: str, log: Callable[[str], Any] = print) -> None:
+  """Fails at once, before any model loads, when the checks that need no
+  decoding reject every recording of ``manifest``."""
+  manifest = os.path.abspath(manifest)
+  outcomes = []
+  for rec, _, rejected in rm.iter_checked(rm.read_manifest(manifest)):
+    if rejected is None:
+      return
+    outcomes.append({"rejected": _rejection(rec, rejected)})
+  report = summarize(manifest, outcomes, Options())
+  for ln in summary_lines(report):
+    log(ln)
+  raise _fail(manifest, report)
 
 
 def align_manifest(manifest: str, aligner, name: str | None = None,
