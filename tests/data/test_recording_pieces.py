@@ -305,3 +305,18 @@ def test_command_line_names_the_bad_file_in_one_line(tmp_path):
     assert got.startswith(f"recording rejected: {what}: ")
     assert got.endswith(f"({tmp_path / where})")
   assert len(rejected) == 4
+
+
+def test_an_aligner_of_your_own_is_checked_when_named():
+  from csm_jax.eval import recording_aligner  # pylint: disable=g-import-not-at-top
+  with pytest.raises(recording_aligner.AlignerError, match="expected"):
+    recording_aligner.from_spec("no_colon_here")
+  with pytest.raises(recording_aligner.AlignerError, match="cannot import"):
+    recording_aligner.from_spec("csm_jax.no_such_module:make")
+  # A factory whose object lacks the protocol is refused, naming what.
+  with pytest.raises(recording_aligner.AlignerError,
+                     match="lacks alphabet, blank, sample_rate"):
+    recording_aligner.from_spec("builtins:object")
+  with pytest.raises(recording_aligner.AlignerError,
+                     match="not a recognizer training run|cannot be loaded"):
+    recording_aligner.RecognizerAligner(os.path.dirname(__file__))
