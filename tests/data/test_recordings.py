@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -110,6 +111,9 @@ def aligner():
   workdir = os.path.join(CACHE, h.hexdigest()[:16])
   with _locked(os.path.join(CACHE, ".lock")):
     if not os.path.exists(os.path.join(workdir, "ready")):
+      # Whatever an interrupted run left behind is trained again.
+      shutil.rmtree(workdir + ".tmp", ignore_errors=True)
+      shutil.rmtree(workdir, ignore_errors=True)
       _train_recognizer(convs, workdir + ".tmp")
       os.replace(workdir + ".tmp", workdir)
       open(os.path.join(workdir, "ready"), "w").close()
