@@ -14,6 +14,7 @@ with the corpus recognizer are measured by the slow test at the end.
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -102,9 +103,12 @@ def aligner():
   convs = _convs(TRAIN)
   h = hashlib.sha256(json.dumps(OVERRIDES, sort_keys=True).encode())
   pkg = os.path.dirname(instruments.__file__)
-  for name in ("models.py", "tasks.py", "recipes.py", "augment.py"):
-    with open(os.path.join(pkg, name), "rb") as f:
+  for path in [os.path.join(pkg, n) for n in ("models.py", "tasks.py",
+                                               "recipes.py", "augment.py")
+               ] + [bench.__file__]:
+    with open(path, "rb") as f:
       h.update(f.read())
+  h.update(inspect.getsource(_train_recognizer).encode())
   for c in convs:
     for t in c.turns:
       h.update(t.text.encode())
