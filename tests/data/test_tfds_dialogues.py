@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_array_record_files(data_dir):
-  root = os.path.join(data_dir, "synthetic_dialogues", "tiny", "1.0.0")
+  root = os.path.join(data_dir, "synthetic_dialogues", "tiny", "1.1.0")
   names = os.listdir(root)
   assert any(".array_record" in n and "train" in n for n in names)
   assert any(".array_record" in n and "validation" in n for n in names)
@@ -93,3 +93,33 @@ def test_tokenizer_cli_reads_prepared_dataset(data_dir, tmp_path):
   texts = list(read_corpus_texts(data_dir))
   src = tfds_dialogues.data_source("train", "tiny", data_dir)
   assert len(texts) == len(src) and all(isinstance(t, str) for t in texts)
+
+
+def test_turns_record_the_phonemes_espeak_speaks(data_dir):
+  """Each turn's recorded phonemes are what eSpeak's phonemizer gives for
+  its text (pauses and the palatal modifier ";" aside), starting in order
+  within the turn's audio; eSpeak speaks some short word pairs as one word
+  ("such a"), so there are at most as many recorded words as in the text."""
+  from csm_jax.data import phonemes
+  from csm_jax.data.synthetic import espeak
+  src = tfds_dialogues.data_source("train", "tiny", data_dir)
+
+  def sounds(symbols):
+    return [s for s in symbols if phonemes.base_symbol(s) not in ("_", ";")]
+
+  for i in range(min(len(src), 8)):
+    ex = src[i]
+    text = ex["text"].decode()
+    symbols, starts = turns.phoneme_alignment(ex)
+    voice = voices.speaker(int(ex["speaker_id"])).voice
+    expected = [p for word in espeak.phonemize(text, voice) for p in word]
+    assert sounds(symbols) == sounds(expected), text
+    seconds = len(ex["audio"]) / int(ex["sample_rate"])
+    assert np.all(np.diff(starts) >= 0) and 0 <= starts[0]
+    assert starts[-1] <= seconds + 0.05
+    words = np.asarray(ex["words"])
+    assert 0.6 * len(text.split()) <= len(words) <= len(text.split()), text
+    assert np.all(np.diff(words) > 0) and words[-1] < len(text)
+    assert np.all(np.diff(ex["word_starts"]) >= 0)
+    labels = phonemes.frame_labels(symbols, starts, int(seconds * 25), 0.04)
+    assert (labels != phonemes.symbol_id("_")).mean() > 0.5

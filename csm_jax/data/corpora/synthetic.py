@@ -3,7 +3,8 @@
 ``synthetic_dialogues`` writes ArrayRecord files (no TensorFlow needed) with
 one example per turn: int16 audio, the transcript, labels (speaker, emotion,
 arc, topic), timing within the conversation, prosody and semantic features
-(``features``), and the conversation id + turn index + turn count so the
+(``features``), what eSpeak spoke (phonemes and words with their start
+times, ``turns.alignment_features_spec``), and the conversation id + turn index + turn count so the
 conversational context of a turn can be rebuilt from its neighbours. Splits
 are by conversation (every tenth conversation is validation), so no
 conversation leaks across splits.
@@ -60,8 +61,10 @@ def split_of(conversation_index: int) -> str:
 class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
   """Multi-speaker eSpeak NG dialogues with emotion arcs, one example/turn."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "What eSpeak spoke: phonemes with their start "
+                            "times, and word start times."}
   BUILDER_CONFIGS = [
       DialoguesConfig(name=name, minutes=m,
                       description=f"about {m:g} minutes of dialogue")
@@ -95,6 +98,7 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
             "emotion": tfds.features.ClassLabel(names=voices.EMOTION_NAMES),
             "arc": tfds.features.ClassLabel(names=voices.ARC_NAMES),
             "topic": tfds.features.Text(),
+            **turns.alignment_features_spec(),
         }),
         supervised_keys=None,
         homepage="https://github.com/espeak-ng/espeak-ng",
@@ -137,6 +141,8 @@ class SyntheticDialogues(tfds.core.GeneratorBasedBuilder):
             "end_s": t.end_s,
             "prosody": t.features["prosody"],
             "semantic": t.features["semantic"],
+            **turns.alignment_record(t.phonemes, t.phoneme_starts, t.words,
+                                     t.word_starts),
         }
 
 

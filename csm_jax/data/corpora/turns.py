@@ -50,6 +50,38 @@ def turn_features_spec() -> dict:
   }
 
 
+def alignment_features_spec() -> dict:
+  """Time alignment of a turn's transcript, for corpora that know it.
+
+  ``phonemes``: the phoneme symbols spoken, space-separated (eSpeak
+  mnemonics for the embedded corpus); ``phoneme_starts``: each one's start
+  in seconds from the turn's first sample; ``words`` / ``word_starts``: the
+  character offset in ``text`` of each word spoken and its start.
+  """
+  f32 = lambda: tfds.features.Tensor(shape=(None,), dtype=np.float32)
+  return {"phonemes": tfds.features.Text(), "phoneme_starts": f32(),
+          "words": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+          "word_starts": f32()}
+
+
+def alignment_record(phonemes, phoneme_starts, words, word_starts) -> dict:
+  """The fields of ``alignment_features_spec`` for one turn."""
+  return {"phonemes": " ".join(phonemes),
+          "phoneme_starts": np.asarray(phoneme_starts, np.float32),
+          "words": np.asarray(words, np.int32),
+          "word_starts": np.asarray(word_starts, np.float32)}
+
+
+def phoneme_alignment(example) -> tuple[list[str], np.ndarray] | None:
+  """(phoneme symbols, start seconds) of a stored turn, or None when its
+  corpus records no alignment."""
+  if "phonemes" not in example:
+    return None
+  raw = example["phonemes"]
+  raw = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+  return raw.split(), np.asarray(example["phoneme_starts"], np.float32)
+
+
 def turn_positions(source) -> dict[str, list[int]]:
   """conversation id -> record positions of its turns in turn order.
 

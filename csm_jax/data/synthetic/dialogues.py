@@ -89,6 +89,12 @@ class Turn:
   sample_rate: int
   audio: np.ndarray
   features: dict[str, np.ndarray] | None = None
+  # What eSpeak spoke (espeak.Speech): phoneme mnemonics, and phoneme and
+  # word start times in seconds from the turn's first sample.
+  phonemes: tuple[str, ...] = ()
+  phoneme_starts: np.ndarray | None = None
+  words: np.ndarray | None = None
+  word_starts: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -169,9 +175,9 @@ def synthesize_conversation(spec: ConversationSpec,
   turns, clock = [], 0.0
   for t in spec.turns:
     spk = voices.speaker(t.speaker_id)
-    x = espeak.synthesize(t.text, spk.voice,
+    speech = espeak.speak(t.text, spk.voice,
                           voices.prosody_for(spk, t.emotion), sample_rate)
-    x = x * OUTPUT_GAIN
+    x = speech.audio * OUTPUT_GAIN
     where = f"{t.conversation_id}/turn{t.turn_index}"
     audio_lib.check_audio(x, sample_rate, path=where)
     pcm = audio_lib.to_int16(x)
@@ -185,7 +191,9 @@ def synthesize_conversation(spec: ConversationSpec,
     turns.append(Turn(t.conversation_id, t.turn_index, len(spec.turns),
                       t.speaker_id, spk.name, t.emotion, t.arc, spec.topic,
                       t.text, round(start, 4), round(end, 4), sample_rate,
-                      pcm, feats))
+                      pcm, feats, tuple(speech.phonemes),
+                      speech.phoneme_starts, speech.words,
+                      speech.word_starts))
   return Conversation(spec.conversation_id, spec.index, spec.arc, spec.topic,
                       spec.speaker_ids, turns)
 

@@ -18,6 +18,12 @@ the samples come back over a pipe (~10 ms overhead). Every call then starts from
 state and the output depends only on its arguments. Without fork the engine
 speaks in-process (same text, not the same samples).
 
+Phoneme events: the engine is initialized with eSpeak's phoneme events on,
+so every synthesis also reports what it spoke: each phoneme (eSpeak's ASCII
+mnemonic, stress marks included, ``_`` and ``_:`` for pauses) and each word,
+with the millisecond at which it starts in the output. ``speak`` returns them
+with the audio as a ``Speech``, their times moved to the trimmed audio.
+
 Parameters are eSpeak's own: ``rate`` in words per minute (80..450, default
 175), ``volume`` 0..200 (100 = normal), ``pitch`` 0..100 base pitch, ``range``
 0..100 pitch range (0 = monotone). Synthesis is deterministic: the same text,
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import os
 import struct
 import threading
@@ -48,9 +55,24 @@ _PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
 _LIMITS = {"rate": (80, 450), "volume": (0, 200), "pitch": (0, 100),
            "range": (0, 100), "wordgap": (0, 100)}
 
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+# espeak_EVENT_TYPE values.
+_EVENT_END_OF_LIST, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7
+
 _SEED = 0x5EED
+
+
+class _Event(ctypes.Structure):
+  """``espeak_EVENT`` of speak_lib.h; ``id`` is its union, read as the
+  phoneme's mnemonic (char[8]) for phoneme events."""
+  _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+              ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+              ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+              ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short),
-                             ctypes.c_int, ctypes.c_void_p)
+                             ctypes.c_int, ctypes.POINTER(_Event))
 
 
 class EspeakError(UserError, RuntimeError):
@@ -70,6 +92,22 @@ class Prosody:
     vals = {k: int(round(min(max(getattr(self, k), lo), hi)))
             for k, (lo, hi) in _LIMITS.items()}
     return Prosody(**vals)
+
+
+@dataclasses.dataclass
+class Speech:
+  """What eSpeak spoke: float32 audio and, in seconds from its first sample,
+  the start of every phoneme and word.
+
+  ``phonemes`` are eSpeak mnemonics (``'oU``, ``D``, ``_:``); ``words`` are
+  the 0-based character offsets into the text of each word spoken.
+  """
+  audio: np.ndarray
+  sample_rate: int
+  phonemes: list[str]
+  phoneme_starts: np.ndarray   # (n_phonemes,) float32 seconds
+  words: np.ndarray            # (n_words,) int32 character offsets
+  word_starts: np.ndarray      # (n_words,) float32 seconds
 
 
 class _Engine:
@@ -98,6 +136,9 @@ class _Engine:
                                  ctypes.c_uint, ctypes.c_void_p,
                                  ctypes.c_void_p]
     lib.espeak_Synchronize.restype = ctypes.c_int
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p),
+                                          ctypes.c_int, ctypes.c_int]
     # eSpeak NG seeds its own noise generator from time() at initialization;
     # reseeding before each utterance is what makes output reproducible.
     self.set_rand_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
@@ -108,12 +149,13 @@ class _Engine:
       self.set_rand_seed.restype = None
       self.set_rand_seed.argtypes = [ctypes.c_long]
     sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                               data_path.encode(), 0)
+                               data_path.encode(), _INITIALIZE_PHONEME_EVENTS)
     if sr <= 0:
       raise EspeakError(f"espeak_Initialize failed (returned {sr}) with data "
                         f"path {data_path}")
     self.sample_rate = sr
     self.chunks: list[np.ndarray] = []
+    self.events: list[tuple[int, int, int, str]] = []
     # The ctypes callback object must stay referenced for the engine's
     # lifetime, or the C side would call freed memory.
     self._callback = _CALLBACK(self._on_audio)
@@ -121,12 +163,20 @@ class _Engine:
     self.pid = os.getpid()
 
   def _on_audio(self, wav, n, events):
-    del events
     if n > 0 and wav:
       self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+    i = 0
+    while events and events[i].type != _EVENT_END_OF_LIST:
+      e = events[i]
+      if e.type in (_EVENT_WORD, _EVENT_PHONEME):
+        name = (bytes(e.id).split(b"\0")[0].decode("ascii", "replace")
+                if e.type == _EVENT_PHONEME else "")
+        self.events.append((e.type, e.audio_position, e.text_position, name))
+      i += 1
     return 0
 
-  def synth(self, text: str, voice: str, prosody: Prosody) -> np.ndarray:
+  def synth(self, text: str, voice: str, prosody: Prosody):
+    """(int16 samples, events): events are (type, ms, text position, name)."""
     if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
       raise EspeakError(f"unknown eSpeak voice {voice!r}")
     p = prosody.clamped()
@@ -136,7 +186,7 @@ class _Engine:
     self.libc.srand(_SEED)
     if self.set_rand_seed is not None:
       self.set_rand_seed(_SEED)
-    self.chunks = []
+    self.chunks, self.events = [], []
     err = self.lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0,
                                 _CHARS_UTF8, None, None)
     if err != 0:
@@ -144,11 +194,27 @@ class _Engine:
     self.lib.espeak_Synchronize()
     out = (np.concatenate(self.chunks) if self.chunks
            else np.zeros(0, np.int16))
-    self.chunks = []
-    return out
+    events, self.chunks, self.events = self.events, [], []
+    return out, events
 
-  def synth_isolated(self, text: str, voice: str,
-                     prosody: Prosody) -> np.ndarray:
+  def phonemes(self, text: str, voice: str) -> list[list[str]]:
+    """eSpeak's phonemes of ``text`` without speaking it, one list of
+    mnemonics per word."""
+    if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+      raise EspeakError(f"unknown eSpeak voice {voice!r}")
+    buf = ctypes.create_string_buffer(text.encode("utf-8"))
+    ptr = ctypes.c_void_p(ctypes.addressof(buf))
+    words = []
+    # One clause per call; eSpeak advances ``ptr`` and sets it to NULL at
+    # the end. "|" between a word's phonemes (bits 8-23 of the mode).
+    while ptr.value:
+      out = self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8,
+                                           ord("|") << 8)
+      words += [w.split("|") for w in (out or b"").decode("ascii",
+                                                          "replace").split()]
+    return words
+
+  def synth_isolated(self, text: str, voice: str, prosody: Prosody):
     """``synth`` in a forked child so this engine never leaves its state."""
     r, w = os.pipe()
     pid = os.fork()
@@ -156,26 +222,31 @@ class _Engine:
       status, payload = 0, b""
       try:
         os.close(r)
-        payload = self.synth(text, voice, prosody).tobytes()
+        pcm, events = self.synth(text, voice, prosody)
+        payload = pcm.tobytes() + json.dumps(events).encode()
+        status = 2 + pcm.size  # > 1: success, carrying the sample count
       except BaseException as e:  # reported to the parent, never raised here
         status, payload = 1, str(e).encode("utf-8", "replace")
       try:
         with os.fdopen(w, "wb") as f:
-          f.write(struct.pack("<BQ", status, len(payload)) + payload)
+          f.write(struct.pack("<QQ", status, len(payload)) + payload)
       finally:
         os._exit(0)
     os.close(w)
     with os.fdopen(r, "rb") as f:
       data = f.read()
     os.waitpid(pid, 0)
-    if len(data) < 9:
+    if len(data) < 16:
       raise EspeakError(f"eSpeak worker process died synthesizing {text!r}")
-    status, n = struct.unpack("<BQ", data[:9])
-    body = data[9: 9 + n]
-    if status or len(body) != n:
+    status, n = struct.unpack("<QQ", data[:16])
+    body = data[16: 16 + n]
+    if status < 2 or len(body) != n:
       raise EspeakError(body.decode("utf-8", "replace")
                         or f"truncated eSpeak output for {text!r}")
-    return np.frombuffer(body, np.int16).copy()
+    samples = 2 * (status - 2)
+    events = json.loads(body[samples:].decode()) if n > samples else []
+    return (np.frombuffer(body[:samples], np.int16).copy(),
+            [tuple(e) for e in events])
 
 
 _engine: _Engine | None = None
@@ -191,20 +262,22 @@ def _get_engine() -> _Engine:
   return _engine
 
 
-def synthesize(text: str, voice: str = "en-us", prosody: Prosody = Prosody(),
-               sample_rate: int = NATIVE_RATE, trim: bool = True,
-               pad_seconds: float = 0.05,
-               isolate: bool | None = None) -> np.ndarray:
+def speak(text: str, voice: str = "en-us", prosody: Prosody = Prosody(),
+          sample_rate: int = NATIVE_RATE, trim: bool = True,
+          pad_seconds: float = 0.05, isolate: bool | None = None) -> Speech:
   """Speaks ``text`` with eSpeak voice ``voice`` (e.g. "en-us+m3", "en-029").
 
-  Returns float32 mono at ``sample_rate`` (resampled from eSpeak's native
-  22050 Hz with soxr). With ``trim`` the leading/trailing silence eSpeak adds
-  is cut to ``pad_seconds`` so turn boundaries are where the speech is.
+  Returns a ``Speech``: float32 mono at ``sample_rate`` (resampled from
+  eSpeak's native 22050 Hz with soxr) with the phonemes and words eSpeak
+  spoke and their start times. With ``trim`` the leading/trailing silence
+  eSpeak adds is cut to ``pad_seconds`` so turn boundaries are where the
+  speech is; the times count from the trimmed audio's first sample.
   ``isolate`` (default: wherever ``os.fork`` exists) speaks in a forked
   child so the output is bit-exact for the same arguments (module docstring).
   ``isolate=False`` speaks in-process and changes the engine's hidden state,
   so isolated calls made later by the same process no longer match other
-  processes bit for bit. Raises EspeakError for an unknown voice or a text that yields no audio.
+  processes bit for bit. Raises EspeakError for an unknown voice or a text
+  that yields no audio.
   """
   if isolate is None:
     isolate = hasattr(os, "fork")
@@ -212,25 +285,63 @@ def synthesize(text: str, voice: str = "en-us", prosody: Prosody = Prosody(),
     raise EspeakError("cannot synthesize empty text")
   with _lock:
     eng = _get_engine()
-    pcm = (eng.synth_isolated(text, voice, prosody) if isolate
-           else eng.synth(text, voice, prosody))
+    pcm, events = (eng.synth_isolated(text, voice, prosody) if isolate
+                   else eng.synth(text, voice, prosody))
     native = eng.sample_rate
   if pcm.size == 0:
     raise EspeakError(f"eSpeak produced no audio for {text!r} ({voice})")
   x = audio_lib.from_int16(pcm)
+  start = 0
   if trim:
-    x = trim_silence(x, native, pad_seconds)
-  return audio_lib.resample(x, native, sample_rate)
+    start, stop = _speech_span(x, native, pad_seconds)
+    x = x[start:stop]
+  offset = start / native
+  phon = [(ms / 1000.0 - offset, name) for kind, ms, _, name in events
+          if kind == _EVENT_PHONEME and name]
+  words = [(ms / 1000.0 - offset, pos) for kind, ms, pos, _ in events
+           if kind == _EVENT_WORD]
+  # eSpeak's text positions count characters from 1.
+  return Speech(
+      audio=audio_lib.resample(x, native, sample_rate),
+      sample_rate=sample_rate,
+      phonemes=[n for _, n in phon],
+      phoneme_starts=np.asarray([max(0.0, t) for t, _ in phon], np.float32),
+      words=np.asarray([max(0, p - 1) for _, p in words], np.int32),
+      word_starts=np.asarray([max(0.0, t) for t, _ in words], np.float32))
+
+
+def phonemize(text: str, voice: str = "en-us") -> list[list[str]]:
+  """The phonemes eSpeak would speak for ``text``, one list of mnemonics
+  per word (stress marks included), without synthesizing it."""
+  if not text or not text.strip():
+    raise EspeakError("cannot phonemize empty text")
+  with _lock:
+    return _get_engine().phonemes(text, voice)
+
+
+def synthesize(text: str, voice: str = "en-us", prosody: Prosody = Prosody(),
+               sample_rate: int = NATIVE_RATE, trim: bool = True,
+               pad_seconds: float = 0.05,
+               isolate: bool | None = None) -> np.ndarray:
+  """The audio of ``speak`` alone (float32 mono at ``sample_rate``)."""
+  return speak(text, voice, prosody, sample_rate, trim, pad_seconds,
+               isolate).audio
+
+
+def _speech_span(x: np.ndarray, sr: int, pad_seconds: float,
+                 threshold: float = 1e-3) -> tuple[int, int]:
+  loud = np.flatnonzero(np.abs(x) > threshold)
+  if loud.size == 0:
+    return 0, x.size
+  pad = int(pad_seconds * sr)
+  return max(0, loud[0] - pad), loud[-1] + 1 + pad
 
 
 def trim_silence(x: np.ndarray, sr: int, pad_seconds: float = 0.05,
                  threshold: float = 1e-3) -> np.ndarray:
   """Cuts leading/trailing samples below ``threshold``, keeping a short pad."""
-  loud = np.flatnonzero(np.abs(x) > threshold)
-  if loud.size == 0:
-    return x
-  pad = int(pad_seconds * sr)
-  return x[max(0, loud[0] - pad): loud[-1] + 1 + pad]
+  start, stop = _speech_span(x, sr, pad_seconds, threshold)
+  return x[start:stop]
 
 
 def native_sample_rate() -> int:
