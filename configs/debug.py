@@ -18,5 +18,6 @@ def get_config(arg=None):
       # scan's stacked residual buffers the CPU step is ~13% faster.
       model__scan_layers=False,
       data__seq_len=512, data__batch_size=4,
-      # ~10 CPU minutes of codec training on first run.
-      data__codec_steps=500)
+      # The spectral codec's recipe (configs/codec_debug.py): CPU minutes
+      # of codec training on first run.
+      data__codec_steps=1200)

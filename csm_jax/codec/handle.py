@@ -27,6 +27,10 @@ class CodecHandle:
     self.hop = int(codec.hop)
     self.sample_rate = int(codec.sample_rate)
     self.frame_rate = self.sample_rate / self.hop
+    # Samples by which the codec's decoder lags its input (the spectral
+    # family's overlap-add); ``decode`` and the streaming decoder remove it.
+    self.delay = int(getattr(codec, "delay", 0))
+    self.delay_frames = -(-self.delay // self.hop)
     self.directory = directory
 
   @classmethod
@@ -63,16 +67,19 @@ class CodecHandle:
 
     Codes are padded to a multiple of ``BUCKET_SECONDS`` of frames, as in
     ``encode``, so clips of many lengths share a few compiled shapes; the
-    decoder is causal, so the padding changes no sample that is kept.
+    decoder is causal, so the padding changes no sample that is kept. A
+    decoder that lags (``delay``) decodes the padding's first frames too,
+    and the output is shifted back into line with the encoded audio.
     """
     c = np.asarray(codes)
     frames = len(c)
     bucket = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
-    padded = np.zeros((max(1, -(-frames // bucket)) * bucket, c.shape[1]),
+    need = frames + self.delay_frames
+    padded = np.zeros((max(1, -(-need // bucket)) * bucket, c.shape[1]),
                       c.dtype)
     padded[:frames] = c
     audio = api.decode(self.graphdef, self.state, padded[None])
-    return np.asarray(audio)[0, :frames * self.hop]
+    return np.asarray(audio)[0, self.delay:self.delay + frames * self.hop]
 
   def streaming_decoder(self) -> "StreamingDecode":
     return StreamingDecode(self)
@@ -95,6 +102,9 @@ class StreamingDecode:
   def __init__(self, handle: CodecHandle):
     self.handle = handle
     self._dec = api.StreamingDecoder(handle.graphdef, handle.state, 1)
+    # The lag still to drop from the stream's start (``CodecHandle.delay``).
+    self._skip = handle.delay
+    self._levels = None
 
   def warm(self, max_frames: int, n_levels: int | None = None) -> None:
     """Compiles the decoder steps every push of up to ``max_frames`` frames
@@ -110,8 +120,21 @@ class StreamingDecode:
     c = np.asarray(codes)
     if len(c) == 0:
       return np.zeros((0,), np.float32)
+    self._levels = c.shape[1]
     out, start = [], 0
     for size in pieces(len(c)):
       out.append(np.asarray(self._dec.push(c[None, start:start + size]))[0])
       start += size
-    return np.concatenate(out)
+    audio = np.concatenate(out)
+    drop = min(self._skip, len(audio))
+    self._skip -= drop
+    return audio[drop:]
+
+  def flush(self) -> np.ndarray:
+    """The last ``delay`` samples of what was pushed, completed with silent
+    frames: pushes + flush equal ``CodecHandle.decode``."""
+    if not self.handle.delay or self._levels is None:
+      return np.zeros((0,), np.float32)
+    tail = self.push(np.zeros((self.handle.delay_frames, self._levels),
+                              np.int32))
+    return tail[:self.handle.delay]

@@ -1,6 +1,8 @@
-"""The codec model: SEANet encoder -> transformer -> downsample -> RVQ -> mirror.
+"""The codec model: encoder -> transformer -> downsample -> RVQ -> mirror.
 
-``Codec`` maps (B, T) audio at ``sample_rate`` to (B, frames, levels) int32
+The encoder and decoder are SEANet's (convolutions on samples) or, for the
+spectral family, a log-mel encoder and an iSTFT decoder
+(``codec.spectral_net``). ``Codec`` maps (B, T) audio at ``sample_rate`` to (B, frames, levels) int32
 codes and back; every stage streams, so ``encode_step`` / ``decode_step`` on
 hop-aligned chunks equal the offline ``encode`` / ``decode``. ``CodecGAN``
 pairs it with the discriminator for training.
@@ -17,6 +19,7 @@ from csm_jax.codec.conv import CausalConv1d, CausalConvTranspose1d, Linear
 from csm_jax.codec.discriminator import MultiScaleSTFTDiscriminator
 from csm_jax.codec.rvq import SplitQuantizer
 from csm_jax.codec.seanet import SEANetDecoder, SEANetEncoder
+from csm_jax.codec.spectral_net import ISTFTDecoder, MelEncoder
 from csm_jax.codec.transformer import Transformer
 
 
@@ -44,16 +47,21 @@ class Codec(nnx.Module):
     dtype, pdt = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
     kw = dict(rngs=rngs, dtype=dtype, param_dtype=pdt)
     d = c.latent_dim
-    ds = c.downsample
-    self.encoder = SEANetEncoder(c, **kw)
-    self.decoder = SEANetDecoder(c, **kw)
+    spectral = cfg.family(c) == "spectral"
+    # The spectral encoder reaches the code frame rate itself.
+    ds = 1 if spectral else c.downsample
+    self.encoder = (MelEncoder if spectral else SEANetEncoder)(c, **kw)
+    self.decoder = (ISTFTDecoder if spectral else SEANetDecoder)(c, **kw)
+    # Samples by which decoded audio lags the audio that was encoded.
+    self.delay = self.decoder.delay if spectral else 0
     on = c.transformer.enabled
     self.enc_transformer = Transformer(d, c.transformer, **kw) if on else None
     self.dec_transformer = Transformer(d, c.transformer, **kw) if on else None
     # Codec directories saved before these options existed lack them; their
     # defaults are the behaviour those codecs were trained with.
     self.downsample = (CausalConv1d(d, d, 2 * ds, stride=ds,
-                                    pad_mode=c.get("downsample_pad", "zeros"),
+                                    pad_mode=c.get("downsample_pad",
+                                                   "zeros"),
                                     **kw)
                        if ds > 1 else None)
     self.upsample = (CausalConvTranspose1d(
@@ -65,6 +73,10 @@ class Codec(nnx.Module):
     self.semantic_head = (Linear(d, sem.target_dim, axes=("embed", None),
                                  **kw)
                           if sem.enabled and sem.weight > 0 else None)
+    ph = c.get("phonetic")
+    self.phonetic_head = (Linear(c.rvq.codebook_dim, ph.classes,
+                                 axes=("code_dim", None), **kw)
+                          if ph is not None and ph.enabled else None)
     self.sample_rate = c.sample_rate
     self.hop = cfg.hop_length(c)
     self.levels = c.rvq.levels
@@ -146,7 +158,8 @@ class Codec(nnx.Module):
     """Reconstruction pass. ``train`` applies quantizer dropout and updates the
     codebooks (needs ``rng``). Returns a dict with "audio" (B, T'), "codes",
     "commitment"/"usage"/"perplexity" per level, "levels_used" (B,) and
-    "semantic" (B, F, target_dim) when a semantic head exists."""
+    "semantic" (B, F, target_dim) when a semantic head exists and
+    "phonetic_logits" (B, F, classes) when a phonetic head does."""
     audio = self.pad(audio)
     b = audio.shape[0]
     z, _ = self.encode_latent_step(audio, self.init_encoder_state(b))
@@ -165,6 +178,8 @@ class Codec(nnx.Module):
                            else jnp.full((b,), float(self.levels)))}
     if self.semantic_head is not None:
       out["semantic"] = self.semantic_head(aux["semantic"])
+    if self.phonetic_head is not None:
+      out["phonetic_logits"] = self.phonetic_head(aux["first_level"])
     return out
 
 

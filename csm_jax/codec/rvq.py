@@ -73,11 +73,54 @@ class ResidualVQ(nnx.Module):
     self.embed_sum = CodebookState(cb, logical_axes=axes)
     self.cluster_size = CodebookState(jnp.ones((levels, k), jnp.float32),
                                       logical_axes=(None, "codebook"))
-    self.initialized = CodebookState(jnp.zeros((), jnp.bool_),
-                                     logical_axes=())
+    # Without k-means initialisation the random codebooks count as
+    # initialised from the start (codec configs saved before the switch
+    # existed had it on).
+    self.initialized = CodebookState(
+        jnp.full((), not q.get("kmeans_init", True), jnp.bool_),
+        logical_axes=())
     self.levels, self.codebook_size, self.codebook_dim = levels, k, d
     self.decay, self.eps = q.ema_decay, q.epsilon
     self.threshold, self.kmeans_iters = q.dead_code_threshold, q.kmeans_iters
+    # k-means from the first batch alone (0), or from the first
+    # ``kmeans_init_vectors`` input vectors gathered over the first steps:
+    # a CPU batch holds fewer vectors than a codebook has codes.
+    self.init_vectors = int(q.get("kmeans_init_vectors", 0))
+    if self.init_vectors:
+      self.init_buffer = CodebookState(
+          jnp.zeros((self.init_vectors, d), jnp.float32),
+          logical_axes=(None, "code_dim"))
+      self.buffered = CodebookState(jnp.zeros((), jnp.int32),
+                                    logical_axes=())
+
+  def _gathered_init(self, flat, key):
+    """Adds this batch's input vectors to the buffer; once it is full (and
+    the codebooks are not initialised yet) fits every level by k-means on
+    the buffer's successive residuals. Returns (ready, codebooks, cluster
+    sizes, embedding sums) for the levels to start from when ready."""
+    n, rows = self.init_vectors, min(flat.shape[0], self.init_vectors)
+    filled = self.buffered[...]
+    start = jnp.minimum(filled, n - rows)
+    buf = jax.lax.dynamic_update_slice(self.init_buffer[...],
+                                       sg(flat[:rows]), (start, 0))
+    ready = (filled + rows >= n) & ~self.initialized[...]
+    k, ones = self.codebook_size, jnp.ones((n,), jnp.float32)
+
+    def fit():
+      def level(r, key):
+        cent, cnt, sums = kmeans(r, ones, key, k, self.kmeans_iters)
+        return r - cent[nearest(r, cent)], (cent, cnt, sums)
+      _, books = jax.lax.scan(level, buf, jax.random.split(key,
+                                                           self.levels))
+      return books
+
+    def keep():
+      return (self.codebook[...], self.cluster_size[...],
+              self.embed_sum[...])
+    books = jax.lax.cond(ready, fit, keep)
+    self.init_buffer = self.init_buffer.replace(buf)
+    self.buffered = self.buffered.replace(jnp.minimum(filled + rows, n))
+    return ready, books
 
   # -- training --------------------------------------------------------------
   def _ema(self, r, w, codes, cb, cs, es, key):
@@ -124,11 +167,18 @@ class ResidualVQ(nnx.Module):
                             (self.levels, 2))
     initialized = self.initialized[...]
     k = self.codebook_size
+    codebooks = (self.codebook[...], self.cluster_size[...],
+                 self.embed_sum[...])
+    gathered = update and self.init_vectors > 0
+    if gathered:
+      ready, codebooks = self._gathered_init(
+          flat, jax.random.fold_in(keys[0, 0], 1))
+      initialized = initialized | ready
 
     def body(residual, xs):
       cb, cs, es, w, key = xs
       r = sg(residual)
-      if update:
+      if update and not gathered:
         cb, cs, es = jax.lax.cond(
             initialized, lambda: (cb, cs, es),
             lambda: kmeans(r, w, key[0], k, self.kmeans_iters))
@@ -146,8 +196,12 @@ class ResidualVQ(nnx.Module):
       return residual - qw, (qw, codes, cb, cs, es, commit, usage, ppl)
 
     _, (qs, codes, cb, cs, es, commit, usage, ppl) = jax.lax.scan(
-        body, flat, (self.codebook[...], self.cluster_size[...],
-                     self.embed_sum[...], weights, keys))
+        body, flat, (*codebooks, weights, keys))
+    if gathered:
+      # Until the buffer is full the codebooks stay as they are (random):
+      # EMA updates of codes about to be replaced would be wasted.
+      cb, cs, es = (jnp.where(initialized, new, old) for new, old in
+                    zip((cb, cs, es), codebooks))
     if update:
       # Replacing the Variables (rather than mutating them in place) works
       # even when this module was merged inside a grad trace from state that
@@ -155,13 +209,17 @@ class ResidualVQ(nnx.Module):
       self.codebook = self.codebook.replace(cb)
       self.cluster_size = self.cluster_size.replace(cs)
       self.embed_sum = self.embed_sum.replace(es)
-      self.initialized = self.initialized.replace(jnp.ones((), jnp.bool_))
+      self.initialized = self.initialized.replace(
+          initialized if gathered else jnp.ones((), jnp.bool_))
     total = qs.sum(0)
     z_q = flat + sg(total - flat)  # straight-through estimator
     out = self.out_proj(z_q.reshape(b, f, -1))
     codes = codes.T.reshape(b, f, self.levels)
+    # The first level's code vector, straight-through to the encoder: what
+    # a head reading level 1 alone (the phonetic head) trains on.
+    first = (flat + sg(qs[0] - flat)).reshape(b, f, -1)
     return out, codes, {"commitment": commit, "usage": usage,
-                        "perplexity": ppl}
+                        "perplexity": ppl, "first_level": first}
 
   # -- inference -------------------------------------------------------------
   def encode(self, x, n_levels: int | None = None):
@@ -199,7 +257,8 @@ class SplitQuantizer(nnx.Module):
     self.acoustic = ResidualVQ(dim, self.levels - self.n_semantic, c.rvq, **kw)
 
   def __call__(self, x, level_mask=None, *, rng=None, update=False):
-    """Like ResidualVQ.__call__; aux also has "semantic" (level-0 output)."""
+    """Like ResidualVQ.__call__; aux also has "semantic" (level-0 output);
+    "first_level" is the semantic level's code vector when there is one."""
     if level_mask is None:
       level_mask = jnp.ones((x.shape[0], self.levels), jnp.float32)
     rngs = jax.random.split(rng, 2) if rng is not None else (None, None)
@@ -209,7 +268,9 @@ class SplitQuantizer(nnx.Module):
       return out, codes, {**aux, "semantic": None}
     s_out, s_codes, s_aux = self.semantic(x, level_mask[:, :1], rng=rngs[0],
                                           update=update)
-    merged = {k: jnp.concatenate([s_aux[k], aux[k]]) for k in aux}
+    merged = {k: jnp.concatenate([s_aux[k], aux[k]]) for k in aux
+              if k != "first_level"}
+    merged["first_level"] = s_aux["first_level"]
     return (out + s_out, jnp.concatenate([s_codes, codes], -1),
             {**merged, "semantic": s_out})
 

@@ -8,6 +8,12 @@ split RVQ) and computes as Mimi does (replicate-padded downsample, depthwise
 upsample, exact GELU), so Mimi's weights convert into it exactly; ``base``
 is that shape with the research plan's generic quantizer
 (``RVQEncoder(layers=32, codebook_size=1024)``) and our own layers.
+
+Two families share the transformer, the quantizer and the losses
+(``family``): ``seanet`` (the three rows above: convolutions on raw samples)
+and ``spectral`` (log-mel frames in, an iSTFT head out; its fields live in
+``spectral``). A config holding a field of the other family fails
+validation naming that field.
 """
 
 from __future__ import annotations
@@ -20,14 +26,25 @@ from csm_jax.config import sizes as sizes_lib
 
 SIZES = tuple(sizes_lib.codec_names())
 PAD_MODES = ("zeros", "replicate")
+FAMILIES = ("seanet", "spectral")
+# Fields only the SEANet family has; the spectral family's are under
+# ``spectral`` (and ``family`` itself, which SEANet configs saved before it
+# existed lack).
+SEANET_FIELDS = ("channels", "ratios", "downsample", "downsample_pad",
+                 "upsample_depthwise", "n_residual", "kernel_size",
+                 "last_kernel_size", "residual_kernel_size", "dilation_base",
+                 "compress")
 
-# Options that make the codec compute as Mimi does, with the values that
-# codecs saved before the options existed were built with.
+# Options added after codecs were first saved (those that make the codec
+# compute as Mimi does, k-means initialisation), with the values that codecs
+# saved before the options existed were built with.
 LEGACY_DEFAULTS = (("downsample_pad", "zeros"), ("upsample_depthwise", False),
-                   ("transformer.exact_gelu", False))
+                   ("transformer.exact_gelu", False),
+                   ("rvq.kmeans_init", True), ("rvq.kmeans_init_vectors", 0))
 
 
-def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1):
+def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1,
+         kmeans_init_vectors=0):
   return ml_collections.ConfigDict(dict(
       levels=levels,
       codebook_size=codebook_size,
@@ -41,14 +58,86 @@ def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1):
       # batch vector. Relative, so it holds for any batch size.
       dead_code_threshold=dead_code_threshold,
       kmeans_iters=10,
+      # Codebooks start as k-means centroids of the first training batch's
+      # vectors; off, they start as random normal vectors (the ablation).
+      kmeans_init=True,
+      # 0: k-means on the first batch's vectors; N: on the first N input
+      # vectors, gathered over the first steps (rvq.ResidualVQ).
+      kmeans_init_vectors=kmeans_init_vectors,
       quantizer_dropout=0.5,
       commitment_weight=1.0,
+  ))
+
+
+def _losses(mel_windows, mel_bins, stft_resolutions, *, adversarial,
+            feature_matching, warmup):
+  return ml_collections.ConfigDict(dict(
+      mel_windows=mel_windows, mel_bins=mel_bins,
+      stft_resolutions=stft_resolutions, mel_weight=1.0, stft_weight=1.0,
+      # Negative SI-SDR in dB (losses.waveform_loss): the only term that
+      # sees phase. Mimi trains without it; 0.0 keeps that recipe.
+      waveform_weight=0.0,
+      adversarial_weight=adversarial,
+      feature_matching_weight=feature_matching,
+      adversarial_warmup_steps=warmup))
+
+
+def _discriminator(n_ffts, channels, layers):
+  return ml_collections.ConfigDict(dict(n_ffts=n_ffts, channels=channels,
+                                        layers=layers))
+
+
+# Phoneme classes of the embedded corpus (data.phonemes.INVENTORY; the
+# data layer checks that its inventory fits).
+PHONEME_CLASSES = 67
+
+
+def _phonetic(enabled: bool):
+  return ml_collections.ConfigDict(dict(
+      # A head on the first level's quantized vector classifies the phoneme
+      # spoken in each code frame (the corpus's recorded phonemes, never the
+      # evaluation recognizer), so level 1 carries what was said.
+      enabled=enabled, weight=0.1 if enabled else 0.0,
+      classes=PHONEME_CLASSES if enabled else 0))
+
+
+def _spectral_from_row(row: dict) -> ml_collections.ConfigDict:
+  """A spectral-family config of one size-table row, with its CPU recipe."""
+  n_fft, hop, mels, width, blocks, kernel, per_code = row["spectral"]
+  layers, twidth, heads, context = row["transformer"]
+  levels, codes, dim = row["rvq"]
+  return ml_collections.ConfigDict(dict(
+      family="spectral",
+      sample_rate=row["sample_rate"],
+      spectral=ml_collections.ConfigDict(dict(
+          n_fft=n_fft, hop=hop, n_mels=mels, width=width, blocks=blocks,
+          kernel=kernel, dilation_base=2, frames_per_code=per_code)),
+      latent_dim=row["latent_dim"],
+      transformer=ml_collections.ConfigDict(dict(
+          enabled=True, layers=layers, width=twidth, heads=heads, mlp_ratio=4,
+          context=context, rope_base=10_000.0, layer_scale=0.01,
+          exact_gelu=False)),
+      rvq=_rvq(levels, codes, dim, kmeans_init_vectors=4096),
+      semantic=ml_collections.ConfigDict(dict(enabled=False, target_dim=0,
+                                              weight=0.0)),
+      phonetic=_phonetic(True),
+      # Adversarial terms are an optional fine-tune for this family; 0.0
+      # keeps the discriminator out of the step entirely.
+      losses=_losses((256, 512, 1024), (40, 80, 80),
+                     ((256, 64), (512, 128), (1024, 256)), adversarial=0.0,
+                     feature_matching=0.0, warmup=0),
+      discriminator=_discriminator((1024, 512, 256), 8, 2),
+      segment_seconds=1.0,
+      dtype="float32",
+      param_dtype="float32",
   ))
 
 
 def _from_row(row: dict) -> ml_collections.ConfigDict:
   """A codec config with the shapes of one size-table row and the full-size
   recipe (losses, discriminator, crop); ``_debug_recipe`` scales it down."""
+  if row.get("family", "seanet") == "spectral":
+    return _spectral_from_row(row)
   layers, width, heads, context = row["transformer"]
   levels, codes, dim = row["rvq"]
   return ml_collections.ConfigDict(dict(
@@ -82,21 +171,10 @@ def _from_row(row: dict) -> ml_collections.ConfigDict:
           # supplied per frame in the batch field "semantic_targets".
           enabled=row["semantic"], target_dim=1024 if row["semantic"] else 0,
           weight=1.0 if row["semantic"] else 0.0)),
-      losses=ml_collections.ConfigDict(dict(
-          mel_windows=(64, 128, 256, 512, 1024, 2048),
-          mel_bins=(16, 32, 64, 64, 64, 64),
-          stft_resolutions=((512, 128), (1024, 256), (2048, 512)),
-          mel_weight=1.0,
-          stft_weight=1.0,
-          # Negative SI-SDR in dB (losses.waveform_loss): the only term that
-          # sees phase. Mimi trains without it; 0.0 keeps that recipe.
-          waveform_weight=0.0,
-          adversarial_weight=1.0,
-          feature_matching_weight=3.0,
-          adversarial_warmup_steps=5_000,
-      )),
-      discriminator=ml_collections.ConfigDict(dict(
-          n_ffts=(2048, 1024, 512, 256, 128), channels=32, layers=3)),
+      losses=_losses((64, 128, 256, 512, 1024, 2048), (16, 32, 64, 64, 64, 64),
+                     ((512, 128), (1024, 256), (2048, 512)), adversarial=1.0,
+                     feature_matching=3.0, warmup=5_000),
+      discriminator=_discriminator((2048, 1024, 512, 256, 128), 32, 3),
       segment_seconds=2.0,
       dtype="float32",
       param_dtype="float32",
@@ -137,7 +215,14 @@ def codec_config(size: str = "debug") -> ml_collections.ConfigDict:
   return c
 
 
+def family(c) -> str:
+  """"seanet" or "spectral" (configs saved before families were SEANet)."""
+  return c.get("family", "seanet")
+
+
 def hop_length(c) -> int:
+  if family(c) == "spectral":
+    return c.spectral.hop * c.spectral.frames_per_code
   return math.prod(c.ratios) * c.downsample
 
 
@@ -156,15 +241,17 @@ def validate(c) -> None:
   def need(ok, field, msg):
     if not ok:
       raise ValueError(f"codec config field '{field}': {msg}")
-  need(len(c.channels) == len(c.ratios) + 1, "channels",
-       f"needs len(ratios)+1 = {len(c.ratios) + 1} entries, "
-       f"got {len(c.channels)}")
-  need(all(r >= 1 for r in c.ratios), "ratios", "strides must be >= 1")
-  need(c.downsample >= 1, "downsample", "must be >= 1")
-  need(c.get("downsample_pad", "zeros") in PAD_MODES, "downsample_pad",
-       f"{c.get('downsample_pad')!r} not in {PAD_MODES}")
-  need(c.compress >= 1 and all(ch % c.compress == 0 for ch in c.channels),
-       "compress", "must divide every channel count")
+  fam = family(c)
+  need(fam in FAMILIES, "family", f"{fam!r} not in {FAMILIES}")
+  if fam == "spectral":
+    for f in SEANET_FIELDS:
+      need(f not in c, f, "is a field of the seanet codec family; this "
+           "config's family is spectral")
+    _validate_spectral(c, need)
+  else:
+    need("spectral" not in c, "spectral", "holds the spectral family's "
+         "fields; this config's family is seanet")
+    _validate_seanet(c, need)
   t = c.transformer
   if t.enabled:
     need(t.width % t.heads == 0, "transformer.width", "must divide by heads")
@@ -182,6 +269,10 @@ def validate(c) -> None:
          "a split quantizer needs rvq.levels >= 2")
     need(c.semantic.weight == 0.0 or c.semantic.target_dim > 0,
          "semantic.target_dim", "must be > 0 when semantic.weight > 0")
+  ph = c.get("phonetic")
+  if ph is not None and ph.enabled:
+    need(ph.classes >= 2, "phonetic.classes", "needs >= 2 phoneme classes")
+    need(ph.weight >= 0, "phonetic.weight", "must be >= 0")
   lo = c.losses
   need(len(lo.mel_windows) == len(lo.mel_bins), "losses.mel_bins",
        "needs one entry per mel window")
@@ -192,6 +283,30 @@ def validate(c) -> None:
   need(c.dtype in ("float32", "bfloat16"), "dtype", "float32 or bfloat16")
   need(c.param_dtype in ("float32", "bfloat16"), "param_dtype",
        "float32 or bfloat16")
+
+
+def _validate_spectral(c, need) -> None:
+  s = c.spectral
+  need(s.hop >= 1 and s.n_fft % s.hop == 0, "spectral.hop",
+       f"must divide n_fft {s.n_fft}")
+  need(s.n_fft // s.hop >= 3, "spectral.n_fft",
+       "needs at least 3 hops per window (a constant squared-Hann overlap)")
+  need(s.n_mels >= 1, "spectral.n_mels", "must be >= 1")
+  need(s.width % 2 == 0, "spectral.width", "must be even")
+  need(s.frames_per_code >= 1, "spectral.frames_per_code", "must be >= 1")
+  need(s.blocks >= 0, "spectral.blocks", "must be >= 0")
+
+
+def _validate_seanet(c, need) -> None:
+  need(len(c.channels) == len(c.ratios) + 1, "channels",
+       f"needs len(ratios)+1 = {len(c.ratios) + 1} entries, "
+       f"got {len(c.channels)}")
+  need(all(r >= 1 for r in c.ratios), "ratios", "strides must be >= 1")
+  need(c.downsample >= 1, "downsample", "must be >= 1")
+  need(c.get("downsample_pad", "zeros") in PAD_MODES, "downsample_pad",
+       f"{c.get('downsample_pad')!r} not in {PAD_MODES}")
+  need(c.compress >= 1 and all(ch % c.compress == 0 for ch in c.channels),
+       "compress", "must divide every channel count")
 
 
 def structural_dict(c) -> dict:

@@ -14,12 +14,13 @@ from __future__ import annotations
 # Text vocab for our own presets is the corpus tokenizer's; csm_1b keeps
 # Llama-3's so that its embedding shape matches the reference exactly.
 # codec: the row of csm_jax.config.codec whose codes the model predicts
-# (debug: 8 x 256 codes; base: the plan's 32 x 1024; mimi: 32 x 2048).
+# (spectral: 8 x 256 codes at 25 Hz; base: the plan's 32 x 1024; mimi:
+# 32 x 2048).
 SIZES: dict[str, dict] = {
     "debug": dict(
         backbone=(256, 4, 4, 2, 768),
         decoder=(128, 2, 4, 2, 384),
-        text_vocab=1024, n_codebooks=8, codebook_size=256, codec="debug",
+        text_vocab=1024, n_codebooks=8, codebook_size=256, codec="spectral",
         seq_len=256, batch_size=8, default_mesh=(-1, 1, 1),
         topology="v5e-4"),
     "350M": dict(
@@ -61,8 +62,16 @@ SIZES: dict[str, dict] = {
 # the latent upsample is depthwise, the transformers' GELU is exact. The
 # other rows keep zero padding, a dense upsample and the tanh GELU.
 CODECS: dict[str, dict] = {
-    # 16 kHz, 50 Hz, 8 x 256 codes (3.2 kbps), ~0.6M params: trains on two
-    # CPU cores in minutes (the debug CSM uses it at 25 Hz, downsample 4).
+    # 16 kHz, 25 Hz, 8 x 256 codes (1.6 kbps), the spectral family: log-mel
+    # frames in, an iSTFT head out, convolutions at the 100 Hz STFT rate
+    # (n_fft, hop, mels, width, blocks, kernel, STFT frames per code frame).
+    "spectral": dict(
+        family="spectral", sample_rate=16_000,
+        spectral=(640, 160, 80, 256, 3, 3, 4), latent_dim=128,
+        transformer=(2, 128, 4, 50), rvq=(8, 256, 64), semantic=False),
+    # 16 kHz, 50 Hz, 8 x 256 codes (3.2 kbps), ~0.6M params, SEANet: the
+    # debug CSM's codec until the spectral row replaced it (as a CSM's codec
+    # it runs at 25 Hz, downsample 4).
     "debug": dict(
         sample_rate=16_000, channels=(16, 32, 64, 128), ratios=(8, 5, 4),
         downsample=2, latent_dim=64, transformer=(2, 64, 4, 50),

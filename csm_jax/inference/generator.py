@@ -501,6 +501,9 @@ class Generator:
     if decoder is not None and len(c):
       silent = self._silent_run(pcm, len(c), silent, s.silence_db)
       ended = ended or silent >= silence_frames
+    if ended and decoder is not None and hasattr(decoder, "flush"):
+      # A lagging codec decoder still holds the utterance's last samples.
+      pcm = np.concatenate([pcm, decoder.flush()])
     return c, pcm, silent, ended
 
   def _silent_run(self, audio, n_frames, run, db):

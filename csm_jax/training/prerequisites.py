@@ -17,6 +17,7 @@ from absl import logging
 
 from csm_jax.codec.handle import CodecHandle
 from csm_jax.codec.io import is_codec_dir, save_codec
+from csm_jax.config import codec as codec_cfg
 from csm_jax.config import schema
 from csm_jax.config.presets import codec_training
 from csm_jax.data.corpora import registry
@@ -39,8 +40,11 @@ def codec_train_config(config):
 def codec_task(config) -> CodecTask:
   """The codec task reading turn audio of the configured corpus."""
   sr = config.codec.sample_rate
-  return CodecTask(config, registry.CorpusClips(config, "train", sr),
-                   registry.CorpusClips(config, "validation", sr))
+  ph = config.codec.get("phonetic")
+  hop = (codec_cfg.hop_length(config.codec)
+         if ph is not None and ph.enabled and ph.weight > 0 else 0)
+  return CodecTask(config, registry.CorpusClips(config, "train", sr, hop),
+                   registry.CorpusClips(config, "validation", sr, hop))
 
 
 def ensure_codec(config, workdir: str) -> str:

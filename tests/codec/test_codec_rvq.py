@@ -121,3 +121,55 @@ def test_kmeans_reaches_a_fixed_point():
   inertia = lambda c: float(jnp.sum(
       w * jnp.min(((pts[:, None] - c[None]) ** 2).sum(-1), -1)))
   assert inertia(cent) < inertia(pts[10:14])
+
+
+def test_kmeans_init_from_gathered_vectors_and_without_it(tiny):
+  """With ``kmeans_init_vectors`` the codebooks stay random until that many
+  input vectors have been seen, then every level is fitted on all of them
+  (not on the last batch alone); with ``kmeans_init`` off they stay random
+  and EMA-update from the first step."""
+  q = tiny.rvq.copy_and_resolve_references()
+  q.update(codebook_size=4, codebook_dim=2, kmeans_init_vectors=60,
+           kmeans_iters=8)
+  rvq = ResidualVQ(2, 2, q, rngs=nnx.Rngs(0))
+  rvq.in_proj.kernel[...] = jnp.eye(2)  # quantize the input itself
+  graphdef, state = nnx.split(rvq)
+
+  @jax.jit
+  def train(state, x, rng):
+    m = nnx.merge(graphdef, state)
+    m(x, rng=rng, update=True)
+    return nnx.state(m)
+
+  # Four well-separated clusters, each seen in a different batch: only a
+  # fit on all the gathered batches puts a code on every cluster.
+  centres = np.array([[10, 0], [-10, 0], [0, 10], [0, -10]], np.float32)
+  rng = np.random.default_rng(0)
+  batches = [centres[i] + 0.1 * rng.standard_normal((1, 20, 2))
+             for i in (0, 1, 2)] + [centres[3] + 0.1 * rng.standard_normal(
+                 (1, 20, 2))]
+  random_books = np.asarray(state["codebook"][...])
+  s = state
+  for i, b in enumerate(batches[:2]):
+    s = train(s, jnp.asarray(b, jnp.float32), jax.random.key(i))
+    assert not bool(s["initialized"][...])
+    np.testing.assert_array_equal(np.asarray(s["codebook"][...]),
+                                  random_books)
+  s = train(s, jnp.asarray(batches[2], jnp.float32), jax.random.key(2))
+  assert bool(s["initialized"][...])
+  level0 = np.asarray(s["codebook"][...][0])
+  # Fitted on batches 0-2: codes on clusters 0, 1 and 2 (the fourth code
+  # lands on one of them), none yet on cluster 3.
+  dist = np.linalg.norm(level0[:, None] - centres[None], axis=-1)
+  assert np.all(dist.min(0)[:3] < 1.0) and dist.min(0)[3] > 5.0
+
+  q.kmeans_init = False
+  rvq = ResidualVQ(2, 2, q, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(rvq)
+  assert bool(state["initialized"][...])
+  s = train(state, jnp.asarray(batches[0], jnp.float32), jax.random.key(0))
+  # No k-means: the first step is one EMA step from the random codebook,
+  # which moves the nearest code only part of the way to the cluster.
+  level0 = np.asarray(s["codebook"][...][0])
+  assert np.linalg.norm(level0 - centres[0], axis=-1).min() > 5.0
+  assert not np.array_equal(level0, np.asarray(state["codebook"][...][0]))

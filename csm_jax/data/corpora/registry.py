@@ -15,6 +15,9 @@ import numpy as np
 from absl import logging
 
 from csm_jax.audio.io import resample
+from csm_jax.config import schema
+from csm_jax.config.errors import UserError
+from csm_jax.data import phonemes
 from csm_jax.data.corpora import synthetic
 from csm_jax.data.corpora import turns
 
@@ -123,12 +126,28 @@ def record_audio(rec, sample_rate: int) -> np.ndarray:
   return resample(audio.astype(np.float32), rate, sample_rate)
 
 
-class CorpusClips:
-  """Turn audio of one split at the codec's rate; opened on first use."""
+class PhonemesMissingError(UserError, ValueError):
+  """The codec's phonetic head was asked for on a corpus without phonemes."""
 
-  def __init__(self, config, split: str, sample_rate: int):
+
+class CorpusClips:
+  """Turn audio of one split at the codec's rate; opened on first use.
+
+  With ``phoneme_hop`` (samples per code frame) each clip is a dict that
+  also holds the phoneme class under every code frame
+  (``data.phonemes.frame_labels``), read from the corpus's alignment.
+  """
+
+  def __init__(self, config, split: str, sample_rate: int,
+               phoneme_hop: int = 0):
     self.config, self.split, self.sample_rate = config, split, sample_rate
+    self.phoneme_hop = phoneme_hop
     self._src = None
+    classes = config.codec.get("phonetic", {}).get("classes", 0)
+    if phoneme_hop and classes < phonemes.N_CLASSES:
+      raise schema.ConfigError(
+          "codec.phonetic.classes", f"{classes}, but the phoneme inventory "
+          f"has {phonemes.N_CLASSES} classes")
 
   def _source(self):
     if self._src is None:
@@ -138,5 +157,17 @@ class CorpusClips:
   def __len__(self) -> int:
     return len(self._source())
 
-  def __getitem__(self, i: int) -> np.ndarray:
-    return record_audio(self._source()[i], self.sample_rate)
+  def __getitem__(self, i: int):
+    rec = self._source()[i]
+    audio = record_audio(rec, self.sample_rate)
+    if not self.phoneme_hop:
+      return audio
+    aligned = turns.phoneme_alignment(rec)
+    if aligned is None:
+      raise PhonemesMissingError(
+          f"config.codec.phonetic.enabled: the corpus in "
+          f"{dataset_dir(self.config)} records no phonemes; set "
+          "--config.codec.phonetic.enabled=false (or weight 0) for it")
+    n = -(-len(audio) // self.phoneme_hop)
+    return {"audio": audio, "phoneme_targets": phonemes.frame_labels(
+        *aligned, n, self.phoneme_hop / self.sample_rate)}

@@ -32,23 +32,28 @@ from csm_jax.training.tasks.base import Task
 sg = jax.lax.stop_gradient
 
 
+# Per-code-frame fields a clip may carry, with the value that pads them past
+# the clip's end (-1: no phoneme there, masked out of the loss).
+_FRAME_FIELDS = {"semantic_targets": (np.float32, 0.0),
+                 "phoneme_targets": (np.int32, -1)}
+
+
 def _crop(item, start: int, length: int, hop: int):
-  """{"audio": (length,), ["semantic_targets": (length/hop, D)]} from a clip,
-  zero-padded at the end when the clip is short."""
-  if isinstance(item, dict):
-    audio, sem = item["audio"], item.get("semantic_targets")
-  else:
-    audio, sem = item, None
+  """{"audio": (length,), and any per-frame field of ``_FRAME_FIELDS``
+  ((length/hop, ...))} from a clip, padded at the end when it is short."""
+  audio = item["audio"] if isinstance(item, dict) else item
   audio = np.asarray(audio, np.float32).reshape(-1)
   out = {"audio": np.zeros((length,), np.float32)}
   piece = audio[start:start + length]
   out["audio"][:len(piece)] = piece
-  if sem is not None:
-    sem = np.asarray(sem, np.float32)
-    frames, f0 = length // hop, start // hop
-    out["semantic_targets"] = np.zeros((frames, sem.shape[-1]), np.float32)
-    s = sem[f0:f0 + frames]
-    out["semantic_targets"][:len(s)] = s
+  frames, f0 = length // hop, start // hop
+  for name, (dtype, fill) in _FRAME_FIELDS.items():
+    if not isinstance(item, dict) or item.get(name) is None:
+      continue
+    values = np.asarray(item[name], dtype)
+    out[name] = np.full((frames, *values.shape[1:]), fill, dtype)
+    v = values[f0:f0 + frames]
+    out[name][:len(v)] = v
   return out
 
 
@@ -66,6 +71,18 @@ def _random_crop(item, rng: np.random.Generator, length: int, hop: int):
 def _center_crop(item, length: int, hop: int):
   return _crop(item, max(0, _clip_len(item) - length) // 2 // hop * hop,
                length, hop)
+
+
+def _phoneme_loss(logits, targets):
+  """Cross-entropy and accuracy of per-frame phoneme classes over the frames
+  that have one (targets >= 0)."""
+  mask = (targets >= 0).astype(jnp.float32)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+  picked = jnp.take_along_axis(logp, jnp.maximum(targets, 0)[..., None],
+                               -1)[..., 0]
+  n = jnp.maximum(mask.sum(), 1.0)
+  acc = jnp.sum((jnp.argmax(logits, -1) == targets) * mask) / n
+  return -jnp.sum(picked * mask) / n, acc
 
 
 class AudioFileClips:
@@ -107,15 +124,36 @@ class CodecTask(Task):
   def _semantic_on(self) -> bool:
     return bool(self.c.semantic.enabled and self.c.semantic.weight > 0)
 
+  def _phonetic_on(self) -> bool:
+    ph = self.c.get("phonetic")
+    return bool(ph is not None and ph.enabled and ph.weight > 0)
+
   def batch_spec(self) -> dict[str, FieldSpec]:
     spec = {"audio": FieldSpec((self.segment,), np.float32, ("batch", None))}
     if self._semantic_on():
       spec["semantic_targets"] = FieldSpec(
           (self.segment // self.hop, self.c.semantic.target_dim), np.float32,
           ("batch", None, None))
+    if self._phonetic_on():
+      spec["phoneme_targets"] = FieldSpec((self.segment // self.hop,),
+                                          np.int32, ("batch", None))
     return spec
 
+  def _adversarial_on(self) -> bool:
+    lo = self.c.losses
+    return lo.adversarial_weight > 0 or lo.feature_matching_weight > 0
+
   # -- losses ------------------------------------------------------------------
+  @staticmethod
+  def aligned(audio, recon, delay: int):
+    """(input, reconstruction) cut to the samples they share: decoded audio
+    lags its input by the codec's ``delay``."""
+    t = audio.shape[1]
+    recon = recon[:, :t].astype(jnp.float32)
+    if delay:
+      return audio[:, :t - delay], recon[:, delay:t]
+    return audio, recon
+
   def _reconstruction(self, audio, recon):
     lo = self.c.losses
     mel = L.mel_loss(audio, recon, self.c.sample_rate, lo.mel_windows,
@@ -127,25 +165,40 @@ class CodecTask(Task):
     c, lo = self.c, self.c.losses
     audio = jnp.asarray(batch["audio"], jnp.float32)
     out = model.codec(audio, rng=rng, train=True)
-    recon = out["audio"][:, :audio.shape[1]].astype(jnp.float32)
+    audio, recon = self.aligned(audio, out["audio"], model.codec.delay)
     mel, stft = self._reconstruction(audio, recon)
     commit = out["commitment"].mean()
-
-    real_logits, real_feats = model.discriminator(audio)
-    fake_logits, fake_feats = model.discriminator(recon)
-    adv = L.hinge_generator(fake_logits)
-    fm = L.feature_matching(sg(real_feats), fake_feats)
-    # Traced gate: adversarial terms switch on after warmup without retracing.
-    gate = (jnp.asarray(step) >= lo.adversarial_warmup_steps).astype(
-        jnp.float32)
     # Configs saved before the waveform term existed train without it.
     wav_w = lo.get("waveform_weight", 0.0)
     wave = L.waveform_loss(audio, recon)
     gen = (lo.mel_weight * mel + lo.stft_weight * stft + wav_w * wave
-           + c.rvq.commitment_weight * commit
-           + gate * (lo.adversarial_weight * adv
-                     + lo.feature_matching_weight * fm))
+           + c.rvq.commitment_weight * commit)
     metrics = {}
+    if self._adversarial_on():
+      real_logits, real_feats = model.discriminator(audio)
+      fake_logits, fake_feats = model.discriminator(recon)
+      adv = L.hinge_generator(fake_logits)
+      fm = L.feature_matching(sg(real_feats), fake_feats)
+      # Traced gate: adversarial terms switch on after warmup without
+      # retracing.
+      gate = (jnp.asarray(step) >= lo.adversarial_warmup_steps).astype(
+          jnp.float32)
+      gen = gen + gate * (lo.adversarial_weight * adv
+                          + lo.feature_matching_weight * fm)
+      # The discriminator sees the reconstruction through stop_gradient, so
+      # its loss can never move the generator.
+      fake_logits_d, _ = model.discriminator(sg(recon))
+      disc = L.hinge_discriminator(real_logits, fake_logits_d)
+      metrics.update({"loss/adversarial": adv, "loss/feature_matching": fm,
+                      "adversarial_gate": gate})
+    else:
+      # Without adversarial terms the discriminator is never run.
+      disc = jnp.zeros((), jnp.float32)
+    if self._phonetic_on():
+      ph, acc = _phoneme_loss(out["phonetic_logits"],
+                              jnp.asarray(batch["phoneme_targets"]))
+      gen = gen + c.phonetic.weight * ph
+      metrics.update({"loss/phonetic": ph, "phonetic_accuracy": acc})
     if self._semantic_on():
       pred, tgt = out["semantic"], jnp.asarray(batch["semantic_targets"])
       cos = jnp.sum(pred * tgt, -1) / (
@@ -155,16 +208,9 @@ class CodecTask(Task):
       gen = gen + c.semantic.weight * sem
       metrics["loss/semantic"] = sem
 
-    # The discriminator sees the reconstruction through stop_gradient, so
-    # its loss can never move the generator.
-    fake_logits_d, _ = model.discriminator(sg(recon))
-    disc = L.hinge_discriminator(real_logits, fake_logits_d)
-
     metrics.update({
         "loss/mel": mel, "loss/stft": stft, "loss/waveform": wave,
         "loss/commitment": commit,
-        "loss/adversarial": adv, "loss/feature_matching": fm,
-        "adversarial_gate": gate,
         "rvq/levels_used": out["levels_used"].mean(),
         **self._rvq_metrics(out)})
     return {"generator": gen, "discriminator": disc}, metrics
@@ -182,10 +228,14 @@ class CodecTask(Task):
     del rng
     audio = jnp.asarray(batch["audio"], jnp.float32)
     out = model.codec(audio, train=False)
-    recon = out["audio"][:, :audio.shape[1]].astype(jnp.float32)
+    audio, recon = self.aligned(audio, out["audio"], model.codec.delay)
     mel, stft = self._reconstruction(audio, recon)
     lo = self.c.losses
-    return {
+    extra = {}
+    if self._phonetic_on() and "phoneme_targets" in batch:
+      _, extra["phonetic_accuracy"] = _phoneme_loss(
+          out["phonetic_logits"], jnp.asarray(batch["phoneme_targets"]))
+    return {**extra,
         "mel_distance": M.mel_distance(audio, recon, self.c.sample_rate,
                                        lo.mel_windows, lo.mel_bins),
         "stft_distance": M.stft_distance(audio, recon, lo.stft_resolutions),
@@ -265,9 +315,11 @@ class CodecTask(Task):
     out_dir = os.path.join(workdir, "codec_samples", f"step_{step}")
     os.makedirs(out_dir, exist_ok=True)
     sr = self.c.sample_rate
+    # In line with the reference: the decoder's output lags by its delay.
+    d = model.codec.delay
     for i, (ref, est) in enumerate(zip(batch["audio"], recon)):
+      ref, est = ref[:len(ref) - d], est[d:len(ref)]
       write_wav(os.path.join(out_dir, f"{i}_ref.wav"), ref, sr)
-      write_wav(os.path.join(out_dir, f"{i}_codec.wav"), est[:len(ref)], sr)
+      write_wav(os.path.join(out_dir, f"{i}_codec.wav"), est, sr)
       if writer is not None and hasattr(writer, "add_audio"):
-        writer.add_audio(f"codec/{i}", est[None, :len(ref)], step,
-                         sample_rate=sr)
+        writer.add_audio(f"codec/{i}", est[None], step, sample_rate=sr)
