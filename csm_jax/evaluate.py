@@ -20,7 +20,9 @@
                        of a workdir, plotted against the step
   --suite=codec_curve  the codec's ceiling (CER, WER, speaker similarity of
                        its resynthesis) at every checkpoint of the codec
-                       run (RUN/codec or --codec_run)
+                       run (RUN/codec, --codec_run, or RUN itself), beside
+                       --compare_codecs=W1,W2 and the floor: k-means mel
+                       RVQ + Griffin-Lim at the same bit rate
   --suite=levels       quality (model and codec resynthesis: CER, WER,
                        speaker similarity, end of speech) and speed (time
                        to first audio, ms/frame) against the number of
@@ -65,6 +67,11 @@ _STEP = flags.DEFINE_integer("step", None, "A workdir's checkpoint step "
 _CODEC_RUN = flags.DEFINE_string(
     "codec_run", None, "codec_curve: the codec training workdir (default: "
     "<checkpoint>/codec, where the README's job trains it).")
+_COMPARE_CODECS = flags.DEFINE_list(
+    "compare_codecs", None, "codec_curve: other codec training workdirs, "
+    "each drawn as its own curve beside the run's codec (the floor, a "
+    "k-means mel RVQ with Griffin-Lim at the same bit rate, is always "
+    "drawn)")
 _TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", 200, "experiment2: training steps of the dual memory; "
     "every configuration gets the same training FLOPs.")
@@ -128,7 +135,8 @@ def main(argv):
   if _SUITE.value == "codec_curve":
     from csm_jax.eval.codec_curve import codec_curve
     codec_curve(_CKPT.value, out, codec_run=_CODEC_RUN.value,
-                n_prompts=_PROMPTS.value or 12, seed=_SEED.value)
+                n_prompts=_PROMPTS.value or 12, seed=_SEED.value,
+                compare=_COMPARE_CODECS.value or ())
     print(f"codec curve: {os.path.join(out, 'codec_curve.png')}")
     return
   if _SUITE.value == "curve":

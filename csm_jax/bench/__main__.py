@@ -66,6 +66,13 @@ _REFERENCE = flags.DEFINE_bool(
     "PyTorch frame loop at the same dims (needs torch: the interop extra; "
     "seconds per frame at CSM-1B dims).")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
+_CODEC_CHUNK = flags.DEFINE_integer(
+    "codec_chunk_frames", 1, "codec: code frames per streamed chunk.",
+    lower_bound=1)
+_REFERENCE_CODEC = flags.DEFINE_string(
+    "reference_codec", None, "codec: a codec row of the size table (e.g. "
+    "debug) whose streaming is timed in alternation with this one's, for "
+    "their ratio under the same load.")
 _DIMS = flags.DEFINE_enum("dims", "csm_1b", ["csm_1b", "debug"],
                           "gpu: model dims (debug: a CPU check).")
 
@@ -129,7 +136,9 @@ def main(argv):
     result = bench_data(_CONFIG.value, _WORKDIR.value)
   else:
     from csm_jax.bench.codec_bench import bench_codec
-    result = bench_codec(_CONFIG.value)
+    result = bench_codec(_CONFIG.value, chunk_frames=_CODEC_CHUNK.value,
+                         reference=_REFERENCE_CODEC.value,
+                         rounds=max(_REPEATS.value // 4, 3))
   width = max(len(k) for k in result)
   for k, v in result.items():
     if isinstance(v, float):

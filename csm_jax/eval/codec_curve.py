@@ -1,13 +1,18 @@
-"""The codec's intelligibility ceiling against its training steps.
+"""The codec's intelligibility ceiling against its training steps, beside its floor.
 
 No CSM predicting a codec's codes can be more intelligible than the codec's
 own resynthesis of ground truth. ``python -m csm_jax.evaluate
 --checkpoint=RUN --suite=codec_curve`` restores every committed checkpoint
 of the codec training workdir the CSM run was trained with (or
-``--codec_run``), resynthesizes the held-out prompts' ground truth with it,
-and scores CER, WER and speaker similarity with the corpus's instruments,
-so a reader sees whether the ceiling is still falling with more codec
-training or has flattened.
+``--codec_run``, or RUN itself when it is a codec run), resynthesizes the
+held-out prompts' ground truth with it, and scores CER, WER and speaker
+similarity with the corpus's instruments, so a reader sees whether the
+ceiling is still falling with more codec training or has flattened.
+
+Beside it: ``--compare_codecs`` (other codec training workdirs, each its
+own curve, e.g. a codec of the other family) and the floor at the same bit
+rate, the k-means mel RVQ with Griffin-Lim fitted on the training split
+(``eval.mel_rvq``), which a codec that learned anything must beat.
 """
 
 from __future__ import annotations
@@ -15,8 +20,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Sequence
+
+import numpy as np
 
 from csm_jax.codec.handle import CodecHandle
+from csm_jax.eval import mel_rvq
 from csm_jax.eval import metrics
 from csm_jax.eval import plots
 from csm_jax.eval import suite as suite_lib
@@ -32,7 +41,11 @@ SCORES = ("cer", "wer", "speaker_similarity")
 
 
 def codec_workdir(run: str, codec_run: str | None) -> str:
-  """The codec trainer workdir of a CSM run, or ``codec_run`` itself."""
+  """The codec trainer workdir of a CSM run, ``codec_run`` itself, or
+  ``run`` when it is a codec run."""
+  if (not codec_run and layout.is_workdir(run)
+      and load_run_config(run).get("task") == "codec"):
+    return run
   path = codec_run or os.path.join(run, "codec")
   if not layout.is_workdir(path):
     raise suite_lib.EvaluationError(
@@ -50,35 +63,79 @@ def _codec_at(workdir: str, step: int) -> CodecHandle:
     raise suite_lib.EvaluationError(f"{workdir} step {step}: {e}") from e
 
 
-def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
-                n_prompts: int = 12, seed: int = 0, log=None) -> dict:
-  log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-  workdir = codec_workdir(run, codec_run)
+def _curve(workdir: str, instruments, prompts, truth, seed: int, log,
+           label: str) -> tuple[list, CodecHandle]:
   steps = checkpoint_steps(workdir)
   if not steps:
-    raise suite_lib.EvaluationError(f"--codec_run: {workdir} holds no "
-                                    "committed checkpoint")
-  config = load_run_config(run)
-  first = _codec_at(workdir, steps[0])
-  instruments = ensure_instruments(config)
-  prompts = build_prompts(config, n_prompts, first.sample_rate)
-  truth = [p.target.audio for p in prompts]
-  rows = {"ground_truth": metrics.summarize(metrics.score_row(
-      "ground_truth", instruments, prompts, truth, first.sample_rate), seed)}
-  points = []
+    raise suite_lib.EvaluationError(f"{workdir} holds no committed "
+                                    "checkpoint")
+  points, codec = [], None
   for k, step in enumerate(steps):
-    codec = first if k == 0 else _codec_at(workdir, step)
+    codec = _codec_at(workdir, step)
     scores = metrics.summarize(metrics.score_row(
         "codec", instruments, prompts, resynthesize(codec, truth),
         codec.sample_rate), seed)
     points.append({"step": step, **{m: scores[m].to_json() for m in SCORES
-                                    if m in scores}})
-    log(f"codec curve: step {step}: CER {scores['cer']} "
-        f"({k + 1}/{len(steps)} checkpoints)")
-  result = {"run": run, "codec_run": workdir, "prompts": len(prompts),
+                                    if m in scores},
+                   "usage": code_usage(codec, truth)})
+    log(f"codec curve: {label} step {step}: CER {scores['cer']}, codebook "
+        "usage per level "
+        + " ".join(f"{u:.2f}" for u in points[-1]["usage"])
+        + f" ({k + 1}/{len(steps)} checkpoints)")
+  return points, codec
+
+
+def code_usage(codec, audios) -> list[float]:
+  """Per level, the share of its codebook the held-out audio uses."""
+  codes = np.concatenate([codec.encode(a) for a in audios])
+  return [len(np.unique(codes[:, i])) / codec.codebook_size
+          for i in range(codes.shape[1])]
+
+
+def _label(workdir: str, codec: CodecHandle) -> str:
+  family = load_run_config(workdir).get("codec", {}).get("family", "seanet")
+  return (f"{family} codec ({os.path.basename(os.path.normpath(workdir))}, "
+          f"{codec.levels} x {codec.codebook_size})")
+
+
+def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
+                n_prompts: int = 12, seed: int = 0, log=None,
+                compare: Sequence[str] = (), floor: bool = True) -> dict:
+  log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+  workdir = codec_workdir(run, codec_run)
+  others = [codec_workdir(w, w) for w in compare]
+  config = load_run_config(run)
+  instruments = ensure_instruments(config)
+  first = _codec_at(workdir, (checkpoint_steps(workdir) or [None])[-1])
+  prompts = build_prompts(config, n_prompts, first.sample_rate)
+  truth = [p.target.audio for p in prompts]
+  rows = {"ground_truth": metrics.summarize(metrics.score_row(
+      "ground_truth", instruments, prompts, truth, first.sample_rate), seed)}
+  series = {}
+  for w in [workdir, *others]:
+    points, codec = _curve(w, instruments, prompts, truth, seed, log, w)
+    if codec.sample_rate != first.sample_rate:
+      raise suite_lib.EvaluationError(
+          f"--compare_codecs: {w} runs at {codec.sample_rate} Hz, {workdir} "
+          f"at {first.sample_rate} Hz; compare codecs of one rate")
+    series[_label(w, codec)] = points
+  references = {}
+  if floor:
+    base = mel_rvq.corpus_floor(config, first, log)
+    scores = metrics.summarize(metrics.score_row(
+        "floor", instruments, prompts, resynthesize(base, truth),
+        first.sample_rate), seed)
+    name = (f"k-means mel RVQ + Griffin-Lim ({first.levels} x "
+            f"{first.codebook_size})")
+    references[name] = {m: scores[m].to_json() for m in SCORES
+                        if m in scores}
+    log(f"codec curve: floor {name}: CER {scores['cer']}")
+  result = {"run": run, "codec_run": workdir, "compare": others,
+            "prompts": len(prompts),
             "ground_truth": {m: rows["ground_truth"][m].to_json()
                              for m in SCORES if m in rows["ground_truth"]},
-            "points": points}
+            "series": series, "references": references,
+            "points": series[_label(workdir, first)]}
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "codec_curve.json"), "w") as f:
     json.dump(result, f, indent=2)
@@ -88,7 +145,7 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
 
 def _plot(result: dict, path: str) -> None:
   plots.curves_with_intervals(
-      {"codec resynthesis": result["points"]}, "step", SCORES,
-      result["ground_truth"], "codec training step",
-      f"codec ceiling on {result['prompts']} held-out prompts (95% "
-      "bootstrap intervals)", path)
+      result["series"], "step", SCORES, result["ground_truth"],
+      "codec training step",
+      f"codec resynthesis of {result['prompts']} held-out prompts (95% "
+      "bootstrap intervals)", path, references=result["references"])

@@ -9,7 +9,8 @@ import numpy as np
 from csm_jax.eval import metrics
 
 ROW_COLORS = {"ground_truth": "#4c72b0", "codec": "#55a868",
-              "model": "#c44e52", "compare_model": "#8172b2"}
+              "codec_floor": "#937860", "model": "#c44e52",
+              "compare_model": "#8172b2"}
 
 
 def _plt():
@@ -204,11 +205,13 @@ def write_all(result, out_dir: str, prosody=None) -> dict[str, str]:
 
 
 def curves_with_intervals(series: dict, x_key: str, scores, truth: dict,
-                          xlabel: str, title: str, path: str) -> None:
+                          xlabel: str, title: str, path: str,
+                          references: dict | None = None) -> None:
   """One panel per score: each series' points (dicts of ``x_key`` and
   score -> {value, low, high}) with their intervals, and the ground
   truth's value as a dashed line. A series without a score is left out of
-  that score's panel."""
+  that score's panel. ``references`` (label -> score -> {value, low,
+  high}) are fixed systems, drawn as a line with their interval shaded."""
   plt = _plt()
   names = [m for m in scores
            if any(all(m in p for p in pts) for pts in series.values())]
@@ -227,6 +230,12 @@ def curves_with_intervals(series: dict, x_key: str, scores, truth: dict,
     if m in truth:
       ax.axhline(truth[m]["value"], color="green", ls="--", lw=1,
                  label="ground truth")
+    for k, (label, ref) in enumerate((references or {}).items()):
+      if m not in ref:
+        continue
+      color = ("tab:red", "tab:purple", "tab:brown", "tab:gray")[k % 4]
+      ax.axhline(ref[m]["value"], color=color, ls=":", lw=1.2, label=label)
+      ax.axhspan(ref[m]["low"], ref[m]["high"], color=color, alpha=0.12)
     ax.set_xlabel(xlabel)
     ax.set_title(m)
   axes[0].legend(fontsize=8)
