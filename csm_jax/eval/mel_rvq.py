@@ -67,9 +67,13 @@ class MelRVQ:
     mel = np.exp(v.reshape(-1, N_MELS)).T
     lr = import_librosa()
     hop = mel_hop(self.sample_rate)
-    audio = lr.feature.inverse.mel_to_audio(
-        mel, sr=self.sample_rate, n_fft=4 * hop, hop_length=hop, power=1.0,
-        n_iter=self.griffin_lim_iters, fmin=0.0, fmax=self.sample_rate / 2)
+    mag = lr.feature.inverse.mel_to_stft(
+        mel, sr=self.sample_rate, n_fft=4 * hop, power=1.0, fmin=0.0,
+        fmax=self.sample_rate / 2)
+    # A fixed seed for Griffin-Lim's random initial phase: the same codes
+    # always give the same audio, so reports reproduce.
+    audio = lr.griffinlim(mag, n_iter=self.griffin_lim_iters,
+                          hop_length=hop, random_state=0)
     return audio.astype(np.float32)
 
 

@@ -465,7 +465,8 @@ class Generator:
         if len(eos):
           tok = None if tok is None else tok[:eos[0]]
         c, pcm, silent[b], ended = self.push_frames(
-            c, eos, decoders[b], silent[b], s, silence_frames)
+            c, eos, decoders[b], silent[b], s, silence_frames,
+            last=made >= budget)
         done[b] = done[b] or ended
         chunk_out.append(Chunk(c, pcm, time.perf_counter() - t0,
                                eos=bool(len(eos)), prosody=tok,
@@ -489,10 +490,11 @@ class Generator:
                             final=final)
 
   def push_frames(self, c, eos, decoder, silent: int, s: Sampling,
-                  silence_frames: int):
+                  silence_frames: int, last: bool = False):
     """One request's frames ``c`` of a chunk, cut at the first end of
     speech in ``eos`` (frame indices) and decoded to audio; the run of
-    silent frames is updated. Returns (codes, pcm, silent run, ended)."""
+    silent frames is updated. ``last``: no frames follow (the length cap).
+    Returns (codes, pcm, silent run, ended)."""
     ended = bool(len(eos))
     if ended:
       c = c[:eos[0]]
@@ -501,7 +503,8 @@ class Generator:
     if decoder is not None and len(c):
       silent = self._silent_run(pcm, len(c), silent, s.silence_db)
       ended = ended or silent >= silence_frames
-    if ended and decoder is not None and hasattr(decoder, "flush"):
+    if (ended or last) and decoder is not None and hasattr(decoder,
+                                                           "flush"):
       # A lagging codec decoder still holds the utterance's last samples.
       pcm = np.concatenate([pcm, decoder.flush()])
     return c, pcm, silent, ended

@@ -159,8 +159,9 @@ class Server:
       frames = min(fpc, r.budget - r.made)
       c = codes[j, :frames, 0, :levels]
       eos = np.flatnonzero(ends[j, :frames, 0])
-      c, pcm, r.silent, ended = g.push_frames(c, eos, r.decoder, r.silent, s,
-                                              silence)
+      c, pcm, r.silent, ended = g.push_frames(
+          c, eos, r.decoder, r.silent, s, silence,
+          last=r.made + frames >= r.budget)
       r.made += frames
       out.append((r.id, Chunk(c, pcm, time.perf_counter() - r.submitted,
                               eos=bool(len(eos)))))
