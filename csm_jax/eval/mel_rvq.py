@@ -45,10 +45,7 @@ class MelRVQ:
     return mel_hop(self.sample_rate) * self.stack
 
   def _vectors(self, audio) -> np.ndarray:
-    mel = log_mel(audio, self.sample_rate)
-    n = -(-len(mel) // self.stack) * self.stack
-    mel = np.pad(mel, ((0, n - len(mel)), (0, 0)), mode="edge")
-    return mel.reshape(-1, self.stack * N_MELS)
+    return stacked_log_mel(audio, self.sample_rate, self.stack)
 
   def encode(self, audio, n_levels: int | None = None) -> np.ndarray:
     """(samples,) -> (frames, n_levels) int32 codes, greedy per level."""
@@ -91,6 +88,15 @@ def log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
   return np.log(np.maximum(mel, _FLOOR)).T.astype(np.float32)
 
 
+def stacked_log_mel(audio, sample_rate: int, stack: int) -> np.ndarray:
+  """(code frames, stack * N_MELS): ``stack`` log-mel frames per vector,
+  the last padded by repeating its final frame."""
+  mel = log_mel(np.asarray(audio, np.float32), sample_rate)
+  n = -(-len(mel) // stack) * stack
+  mel = np.pad(mel, ((0, n - len(mel)), (0, 0)), mode="edge")
+  return mel.reshape(-1, stack * N_MELS)
+
+
 def _nearest(r: np.ndarray, cb: np.ndarray) -> np.ndarray:
   d = (cb ** 2).sum(-1)[None, :] - 2.0 * r @ cb.T
   return np.argmin(d, -1)
@@ -101,8 +107,7 @@ def fit(audios, levels: int, codebook_size: int, sample_rate: int = 16_000,
   """Residual k-means (mini-batch) on the stacked log-mel vectors of
   ``audios``, one level at a time on the previous levels' residuals."""
   from sklearn.cluster import MiniBatchKMeans  # pylint: disable=g-import-not-at-top
-  probe = MelRVQ(np.zeros((0, 0, 0), np.float32), sample_rate, stack)
-  r = np.concatenate([probe._vectors(np.asarray(a, np.float32))  # pylint: disable=protected-access
+  r = np.concatenate([stacked_log_mel(a, sample_rate, stack)
                       for a in audios])
   books = []
   for level in range(levels):
