@@ -106,25 +106,28 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
   others = [codec_workdir(w, w) for w in compare]
   config = load_run_config(run)
   instruments = ensure_instruments(config)
-  first = _codec_at(workdir, (checkpoint_steps(workdir) or [None])[-1])
-  prompts = build_prompts(config, n_prompts, first.sample_rate)
+  # The rate from the codec run's config: its checkpoints are restored
+  # once each, by _curve.
+  rate = int(load_run_config(workdir)["codec"]["sample_rate"])
+  prompts = build_prompts(config, n_prompts, rate)
   truth = [p.target.audio for p in prompts]
   rows = {"ground_truth": metrics.summarize(metrics.score_row(
-      "ground_truth", instruments, prompts, truth, first.sample_rate), seed)}
-  series = {}
+      "ground_truth", instruments, prompts, truth, rate), seed)}
+  series, first = {}, None
   for w in [workdir, *others]:
     points, codec = _curve(w, instruments, prompts, truth, seed, log, w)
-    if codec.sample_rate != first.sample_rate:
+    first = first or codec
+    if codec.sample_rate != rate:
       raise suite_lib.EvaluationError(
           f"--compare_codecs: {w} runs at {codec.sample_rate} Hz, {workdir} "
-          f"at {first.sample_rate} Hz; compare codecs of one rate")
+          f"at {rate} Hz; compare codecs of one rate")
     series[_label(w, codec)] = points
   references = {}
   if floor:
     base = mel_rvq.corpus_floor(config, first, log)
     scores = metrics.summarize(metrics.score_row(
         "floor", instruments, prompts, resynthesize(base, truth),
-        first.sample_rate), seed)
+        rate), seed)
     name = (f"k-means mel RVQ + Griffin-Lim ({first.levels} x "
             f"{first.codebook_size})")
     references[name] = {m: scores[m].to_json() for m in SCORES
