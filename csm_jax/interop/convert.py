@@ -7,10 +7,11 @@ as its ``codec/``; ``convert_mimi`` writes a codec directory
 checked (CSM's from the checkpoint's header, before any weight is read): a
 checkpoint with an unexpected, missing or misshapen tensor, a tokenizer of
 another vocabulary or a corrupt file raises ``ConversionError`` naming the
-file and tensor. CSM's weights are then converted one source tensor at a
-time (``streaming``) into arrays of the export's dtype, about the export
-plus the largest tensor in memory, and written in one Orbax save (which
-copies them into its own buffers as it writes).
+file and tensor. CSM's weights are then converted while the export is
+written (``streaming.deferred``): each parameter is made in the export's
+dtype from its source tensors, one tensor at a time, written to the Orbax
+checkpoint and dropped before the next, so about the largest parameter
+plus the largest tensor is in memory, not the export.
 """
 
 from __future__ import annotations
@@ -145,19 +146,36 @@ def check_tokenizer(path: str, text_vocab: int) -> LlamaTokenizer:
   return tok
 
 
-def csm_restored(weights: str, config, dtype: str = "float32") -> Restored:
-  """A CSM checkpoint as our parameters (arrays of ``dtype``, in memory),
-  ready to export; read one tensor at a time."""
+def _csm(ckpt, weights: str, config, dtype: str, convert) -> Restored:
+  """The open CSM checkpoint ``weights`` as our parameters, by ``convert``
+  (``streaming.fill`` or ``streaming.deferred``) of its recipes."""
   groups = models.param_groups("csm")
   graphdef, params, extra = models.abstract(
       lambda rngs: models.build_model(config, rngs), groups)
-  with open_checkpoint(weights) as ckpt:
-    recipes = csm_recipes(ckpt, config.model)
-    params = {"model": streaming.fill(params["model"], recipes, ckpt, dtype,
-                                      weights)}
+  recipes = csm_recipes(ckpt, config.model)
+  params = {"model": convert(params["model"], recipes, ckpt, dtype,
+                             weights)}
   return Restored(config=config, graphdef=graphdef, params=params,
                   extra=extra, groups=groups, step=None, directory="",
                   kind="export")
+
+
+def csm_restored(weights: str, config, dtype: str = "float32") -> Restored:
+  """A CSM checkpoint as our parameters (arrays of ``dtype``, in memory),
+  ready to export; read one tensor at a time."""
+  with open_checkpoint(weights) as ckpt:
+    return _csm(ckpt, weights, config, dtype, streaming.fill)
+
+
+def _remove_unfinished(out: str, created: bool) -> None:
+  """Removes what a failed export left in ``out``: all of it if this
+  conversion created it, else its (temporary) params directories."""
+  if created:
+    shutil.rmtree(out, ignore_errors=True)
+    return
+  for name in os.listdir(out) if os.path.isdir(out) else ():
+    if name.startswith(layout.EXPORT_PARAMS):
+      shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
 
 def convert_csm(weights: str, out: str, config=None, tokenizer: str | None =
@@ -178,9 +196,18 @@ def convert_csm(weights: str, out: str, config=None, tokenizer: str | None =
   _check_csm_config(config)
   if tokenizer:
     check_tokenizer(tokenizer, config.model.text_vocab)
-  r = csm_restored(weights, config, dtype)
-  # Everything is read and checked: only now is anything written.
-  write_export(r, out, dtype, source=os.path.abspath(weights))
+  created = not os.path.exists(out)
+  with open_checkpoint(weights) as ckpt:
+    # Every name and shape is checked here; each parameter is converted
+    # only when the save below writes it, so the export is never whole in
+    # memory.
+    r = _csm(ckpt, weights, config, dtype, streaming.deferred)
+    try:
+      write_export(r, out, dtype, source=os.path.abspath(weights))
+    except BaseException:
+      # A tensor that cannot be read part-way leaves no half export.
+      _remove_unfinished(out, created)
+      raise
   files = []
   if tokenizer:
     shutil.copy(tokenizer, os.path.join(out, layout.TOKENIZER_JSON))

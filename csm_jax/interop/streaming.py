@@ -3,12 +3,15 @@
 A conversion is a list of ``Recipe``s, one per parameter of ours: the
 source tensors it is made of (one, or one per layer of a stack) and the
 function that puts one of them into our layout. ``check`` compares every
-recipe's sources with the checkpoint's header before any data is read;
-``fill`` then allocates each parameter in the dtype it is stored in and
-converts into it source by source. Besides the output, only the tensor
-being converted is in memory (as float32, plus what ``fn`` makes of it), so
-a checkpoint converts in about the memory of its export plus its largest
-tensor, not several times the file.
+recipe's sources with the checkpoint's header before any data is read.
+``deferred`` then gives each of our parameters as a leaf that, when asked,
+allocates it in the dtype it is stored in and converts into it source by
+source; the export's save (``store.export``) asks for one at a time and
+writes it before making the next. ``fill`` makes them all at once, in
+memory. Besides the parameter being made, only the tensor being converted
+is in memory (as float32, plus what ``fn`` makes of it), so a checkpoint
+converts and writes in about the memory of its largest parameter and its
+largest tensor, not of the export, let alone several times the file.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from csm_jax.interop.mapping import TensorMap
 from csm_jax.interop.safetensors_io import Checkpoint, ConversionError
 from csm_jax.store import models
+from csm_jax.store.export import Deferred
 
 
 def unchanged(t: np.ndarray) -> np.ndarray:
@@ -67,16 +71,27 @@ def _convert_into(ckpt: Checkpoint, source: str, fn, dst: np.ndarray,
     dst[...] = v
 
 
-def fill(abstract_state, recipes: Sequence[Recipe], ckpt: Checkpoint,
-         dtype: str, what: str):
-  """``abstract_state`` with every leaf converted by its recipe, in
-  ``dtype`` (floating leaves; others keep theirs), as jax arrays.
+def _aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+  """An uninitialised array whose data starts on an ``align``-byte
+  boundary, which jax's CPU client needs to use it without a copy."""
+  dtype = np.dtype(dtype)
+  nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  raw = np.empty(nbytes + align, np.uint8)
+  start = -raw.ctypes.data % align
+  return raw[start:start + nbytes].view(dtype).reshape(shape)
 
-  Each leaf is filled as a numpy array, then handed to jax before the next
-  one starts (Orbax's save copies numpy leaves once more than jax ones).
 
-  A leaf without a recipe, a recipe without a leaf or a result of another
-  shape is a mapping defect, reported by name.
+def deferred(abstract_state, recipes: Sequence[Recipe], ckpt: Checkpoint,
+             dtype: str, what: str):
+  """``abstract_state`` with every leaf a ``store.export.Deferred``: its
+  recipe's conversion, run only when asked for (by the export's save, which
+  writes each one and drops it before making the next), in ``dtype``
+  (floating leaves; others keep theirs), as a jax array.
+
+  Every leaf is matched with its recipe here, before any is converted: a
+  leaf without a recipe, a recipe without a leaf or a stack of another
+  depth is a mapping defect, reported by name. ``ckpt`` must stay open
+  until the leaves are made.
   """
   by_name = {r.ours: r for r in recipes}
   store = jnp.dtype(dtype)
@@ -94,11 +109,19 @@ def fill(abstract_state, recipes: Sequence[Recipe], ckpt: Checkpoint,
     used.add(name)
     model_dtype = np.dtype(leaf.dtype)
     floating = jnp.issubdtype(model_dtype, jnp.floating)
-    out = np.empty(leaf.shape, store if floating else model_dtype)
-    for i, source in enumerate(r.sources):
-      _convert_into(ckpt, source, r.fn, out[i, ...] if r.stacked else out,
-                    model_dtype, what)
-    return jnp.asarray(out)
+    out_dtype = store if floating else model_dtype
+
+    def make():
+      out = _aligned_empty(leaf.shape, out_dtype)
+      for i, source in enumerate(r.sources):
+        _convert_into(ckpt, source, r.fn, out[i, ...] if r.stacked else out,
+                      model_dtype, what)
+      # Handed to jax as it is: a CPU device adopts an aligned buffer
+      # without copying it (``jnp.asarray`` peaks at three copies), and
+      # Orbax saves jax arrays with one copy fewer than numpy ones.
+      return jax.device_put(out)
+
+    return Deferred(leaf.shape, out_dtype, make)
 
   state = jax.tree_util.tree_map_with_path(one, abstract_state)
   extra = sorted(set(by_name) - used)
@@ -106,3 +129,11 @@ def fill(abstract_state, recipes: Sequence[Recipe], ckpt: Checkpoint,
     raise ConversionError(f"{what}: converted values {extra[:5]} have no "
                           "place in our model")
   return state
+
+
+def fill(abstract_state, recipes: Sequence[Recipe], ckpt: Checkpoint,
+         dtype: str, what: str):
+  """``deferred``'s leaves all made now: every parameter converted, as jax
+  arrays in memory (one source tensor at a time)."""
+  return jax.tree.map(lambda d: d.make(),
+                      deferred(abstract_state, recipes, ckpt, dtype, what))

@@ -7,15 +7,26 @@ variables), ``config.json`` (the run's full config), ``export.json``
 and ``codec/`` (a copy of the codec directory the run's data was tokenized
 with). Parameters are read from the run with ``restore_params`` (no
 optimizer state, cast once on read) and written as they came.
+
+A parameter tree may also hold ``Deferred`` leaves (a converter's, which
+makes each parameter from a source checkpoint): those are made and written
+one at a time, each dropped once it is on disk, so the save holds one
+parameter, not the tree. The checkpoint is the same plain Orbax PyTree
+either way (``jax.Array`` leaves), read back by ``restore_params``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import functools
 import json
 import os
 import shutil
+from typing import Callable, Sequence
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from csm_jax.config import prosody as prosody_config
@@ -73,13 +84,106 @@ def export(workdir: str, out: str, dtype: str = "bfloat16",
   return info
 
 
+class Deferred:
+  """A parameter made only when the save reaches it: ``make()`` returns it
+  as a ``jax.Array`` of ``shape`` and ``dtype``."""
+
+  def __init__(self, shape, dtype, make: Callable[[], jax.Array]):
+    self.shape = tuple(shape)
+    self.dtype = np.dtype(dtype)
+    self._make = make
+
+  @property
+  def nbytes(self) -> int:
+    # Orbax sizes its save by the leaves' nbytes.
+    return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+  def make(self) -> jax.Array:
+    return self._make()
+
+
+@functools.cache
+def _malloc_trim():
+  try:
+    return ctypes.CDLL(None).malloc_trim
+  except (AttributeError, OSError):  # not glibc
+    return None
+
+
+def _trim_heap() -> None:
+  """Hands the heap's free pages back to the kernel (glibc).
+
+  TensorStore encodes each array in its worker threads, whose malloc arenas
+  keep what they freed: without this, the process grows by about a large
+  parameter for every one written, as if they were all still held.
+  """
+  trim = _malloc_trim()
+  if trim is not None:
+    trim(0)
+
+
+class _OneAtATime(ocp.type_handlers.TypeHandler):
+  """Saves ``Deferred`` leaves through the ``jax.Array`` handler, one leaf
+  at a time: made, written and committed before the next is made.
+
+  Everything but ``serialize`` is the array handler's, so the files, the
+  metadata and the type recorded (``jax.Array``) are those of an ordinary
+  array save, and the checkpoint reads back without this class.
+  """
+
+  def __init__(self, arrays: ocp.type_handlers.TypeHandler):
+    self._arrays = arrays
+
+  def typestr(self) -> str:
+    return self._arrays.typestr()
+
+  async def metadata(self, infos):
+    return await self._arrays.metadata(infos)
+
+  async def serialize(self, values: Sequence[Deferred], infos,
+                      args=None) -> list:
+    args = args or [ocp.SaveArgs()] * len(values)
+    for value, info, arg in zip(values, infos, args):
+      array = value.make()
+      # The array handler writes in background threads; waiting for them
+      # here (off the event loop) keeps one parameter in memory at a time.
+      for f in await self._arrays.serialize([array], [info], [arg]):
+        await asyncio.to_thread(f.result)
+      del array
+      _trim_heap()
+    return []
+
+  async def deserialize(self, infos, args=None):
+    return await self._arrays.deserialize(infos, args)
+
+  def finalize(self, directory) -> None:
+    self._arrays.finalize(directory)
+
+
+def _save_tree(path: str, tree) -> None:
+  """One Orbax PyTree checkpoint of ``tree`` at ``path``."""
+  if not any(isinstance(leaf, Deferred) for leaf in jax.tree.leaves(tree)):
+    with ocp.StandardCheckpointer() as saver:
+      saver.save(path, tree)
+    return
+  arrays = ocp.type_handlers.get_type_handler(jax.Array)
+  registry = ocp.type_handlers.create_type_handler_registry(
+      (Deferred, _OneAtATime(arrays)), (jax.Array, arrays))
+  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(
+      type_handler_registry=registry)) as saver:
+    saver.save(path, args=ocp.args.PyTreeSave(tree))
+
+
 def write_export(r: Restored, out: str, dtype: str, source: str) -> dict:
-  """Writes ``r``'s parameters, config and export.json into ``out``."""
+  """Writes ``r``'s parameters, config and export.json into ``out``.
+
+  ``r.params`` may hold ``Deferred`` leaves: they are made here, one at a
+  time (an error making one leaves an unfinished ``params`` behind).
+  """
   os.makedirs(out, exist_ok=True)
-  with ocp.StandardCheckpointer() as saver:
-    saver.save(os.path.join(out, layout.EXPORT_PARAMS), r.params)
-    if jax.tree.leaves(r.extra):
-      saver.save(os.path.join(out, layout.EXPORT_EXTRA), r.extra)
+  _save_tree(os.path.join(out, layout.EXPORT_PARAMS), r.params)
+  if jax.tree.leaves(r.extra):
+    _save_tree(os.path.join(out, layout.EXPORT_EXTRA), r.extra)
   config = r.config.copy_and_resolve_references()
   if config.task == "csm":
     config.model.param_dtype = dtype

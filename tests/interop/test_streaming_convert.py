@@ -7,9 +7,13 @@ hash to the digests the in-memory converter produced for the same files
 (recorded before it was replaced), for both stored dtypes; and while
 converting, at most one source tensor is open, none outlives its use, and the
 numpy memory held beyond the output is about one source tensor in float32.
+While the export is written, each parameter is made only when the save
+reaches it and is gone before the next is made; a tensor that fails part-way
+leaves no output directory.
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import tracemalloc
 import weakref
@@ -19,10 +23,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from csm_jax.interop import csm_names, streaming
+from csm_jax.interop import convert, csm_names, streaming
 from csm_jax.interop.convert import convert_csm
-from csm_jax.interop.safetensors_io import open_checkpoint
-from csm_jax.store import models
+from csm_jax.interop.safetensors_io import ConversionError, open_checkpoint
+from csm_jax.store import export, models
 from csm_jax.store.restore import restore_params
 from tests.interop.conftest import small_csm_config
 
@@ -192,3 +196,52 @@ def test_one_source_tensor_at_a_time(small_model, tmp_path, suffix):
   assert peak <= out_bytes + largest_f32 + 2 * 2**20, (peak, out_bytes,
                                                        largest_f32)
   assert len(jax.tree.leaves(state)) == len(recipes)
+
+
+def test_one_parameter_at_a_time_while_writing(small_model, tmp_path,
+                                               monkeypatch):
+  path = tmp_path / "model.safetensors"
+  write_checkpoint(path, small_model)
+  count = {"made": 0, "alive": 0, "most": 0}
+  real_make = export.Deferred.make
+
+  def gone():
+    count["alive"] -= 1
+
+  def make(self):
+    array = real_make(self)
+    count["made"] += 1
+    count["alive"] += 1
+    count["most"] = max(count["most"], count["alive"])
+    weakref.finalize(array, gone)
+    return array
+
+  monkeypatch.setattr(export.Deferred, "make", make)
+  convert_csm(str(path), str(tmp_path / "out"), config=small_csm_config())
+  n_params = len(jax.tree.leaves(abstract_csm(small_csm_config())))
+  assert count["made"] == n_params
+  assert count["most"] == 1 and count["alive"] == 0
+  assert export_digest(tmp_path / "out") == DIGESTS[("float32", "bfloat16")]
+
+
+def test_failure_while_writing_leaves_no_export(small_model, tmp_path,
+                                                monkeypatch):
+  """A source that cannot be converted once the save has begun (here the
+  third parameter's) is the converter's error, and the half-written export
+  is removed."""
+  path = tmp_path / "model.safetensors"
+  write_checkpoint(path, small_model)
+  real_recipes = csm_names.csm_recipes
+
+  def broken(t):
+    raise ConversionError(f"{path}: cannot read this tensor")
+
+  def recipes(ckpt, m):
+    rs = list(real_recipes(ckpt, m))
+    rs[2] = dataclasses.replace(rs[2], fn=broken)
+    return rs
+
+  monkeypatch.setattr(convert, "csm_recipes", recipes)
+  with pytest.raises(ConversionError, match="cannot read this tensor"):
+    convert_csm(str(path), str(tmp_path / "out"), config=small_csm_config())
+  assert not (tmp_path / "out").exists()
