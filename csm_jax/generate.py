@@ -24,7 +24,10 @@ from absl import app, flags
 from csm_jax.cli import errors as cli_errors
 
 _CKPT = flags.DEFINE_string("checkpoint", None, "Export dir or training workdir.")
-_TEXT = flags.DEFINE_string("text", None, "What to say.")
+_TEXT = flags.DEFINE_string(
+    "text", None, "What to say. '-' reads it from standard input as it "
+    "comes, speaking while it arrives (a model on the aligned text stream, "
+    "model.text_stream='aligned'; e.g. an LLM's tokens piped in).")
 _SPEAKER = flags.DEFINE_integer("speaker", 0, "Speaker id to say it as.")
 _CONTEXT = flags.DEFINE_string("context", None, "JSON file of earlier turns.")
 _OUT = flags.DEFINE_string("out", "out.wav", "Output wav (single request).")
@@ -172,7 +175,8 @@ def main(argv):
                         _BATCH_SIZE.value, reqs=reqs, prosody=prosody)
   else:
     cli.check_sampling(gen, sampling)
-    cli.check_fits(gen, _TEXT.value, _SPEAKER.value, sampling)
+    if _TEXT.value != "-":
+      cli.check_fits(gen, _TEXT.value, _SPEAKER.value, sampling)
     context = cli.parse_turns(specs, gen.codec.sample_rate,
                               os.path.dirname(_CONTEXT.value or ""),
                               _CONTEXT.value or "--context")

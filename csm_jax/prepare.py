@@ -1,7 +1,8 @@
 """Builds a dataset on disk: ``python -m csm_jax.prepare --dataset=NAME``.
 
 ``synthetic_dialogues`` (embedded, no download) takes --size: tiny (two
-conversations, ~2-3 min), small (~10 min), default (~1 h), large (~20 h),
+conversations, ~2-3 min), small (~10 min), default (~1 h), medium (~3 h),
+large (~20 h),
 long (~1 h of 12-20 turn conversations whose speakers keep a persona).
 ``manifest_dialogues`` builds any corpus described by a JSONL manifest
 (--manifest=PATH, optional --name; format in csm_jax/data/manifest.py).
@@ -36,10 +37,12 @@ _DATASET = flags.DEFINE_enum("dataset", "synthetic_dialogues",
                              DATASETS + (_RECORDINGS,),
                              "which dataset to build")
 _SIZE = flags.DEFINE_enum("size", "default",
-                          ["tiny", "small", "default", "large", "long"],
+                          ["tiny", "small", "default", "medium", "large",
+                           "long"],
                           "corpus size: tiny 2 conversations (~2-3 min), "
                           "small ~10 min, "
-                          "default ~1 h, large ~20 h of speech; long ~1 h "
+                          "default ~1 h, medium ~3 h, large ~20 h of speech; "
+                          "long ~1 h "
                           "of 12-20 turn conversations with personas")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "output root; default "
                                 "$CSM_JAX_DATA_DIR or ~/csm_jax_data")

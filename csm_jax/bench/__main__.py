@@ -23,6 +23,9 @@ Subcommands:
   codec   codec encode/decode real-time factors (see csm_jax.bench.codec_bench).
   data    input pipeline batches/s against the trainer's steps/s (--workdir
           holds or receives the corpus, codec and tokenizer).
+  stream_text  an aligned-stream run (--workdir) given its text whole and
+          word by word: real-time factors, time to first audio and the
+          latency streaming text in adds, in frames.
 """
 
 import json
@@ -80,7 +83,7 @@ _TURNS = flags.DEFINE_integer("turns", 12, "conversation: replies spoken.",
                               lower_bound=10)
 
 _COMMANDS = ("train", "generate", "codec", "data", "speculative", "gpu",
-             "conversation", "serve")
+             "conversation", "serve", "stream_text")
 
 
 def main(argv):
@@ -90,7 +93,7 @@ def main(argv):
   if argv[1] == "train":
     tune_cpu_for_training()  # as the train entrypoint does
   initialize_distributed()
-  if argv[1] in ("speculative", "conversation", "serve"):
+  if argv[1] in ("speculative", "conversation", "serve", "stream_text"):
     if not _WORKDIR.value:
       raise app.UsageError(f"bench {argv[1]} needs --workdir")
   elif argv[1] != "gpu" and _CONFIG.value is None:
@@ -129,6 +132,10 @@ def main(argv):
     from csm_jax.bench.conversation_bench import bench_conversation
     result = bench_conversation(_WORKDIR.value, turns=_TURNS.value,
                                 repeats=min(_REPEATS.value, 3))
+  elif argv[1] == "stream_text":
+    from csm_jax.bench.stream_text_bench import bench_stream_text
+    result = bench_stream_text(_WORKDIR.value, repeats=min(_REPEATS.value, 3),
+                               frames_per_call=_FRAMES_PER_CALL.value or 4)
   elif argv[1] == "data":
     if not _WORKDIR.value:
       raise app.UsageError("bench data needs --workdir")

@@ -18,6 +18,7 @@ from csm_jax.config import lora as lora_lib
 from csm_jax.config import memory as memory_lib
 from csm_jax.config import prosody as prosody_lib
 from csm_jax.config import sizes as sizes_lib
+from csm_jax.config import text_stream as text_stream_lib
 from csm_jax.config.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -29,7 +30,7 @@ INSTRUMENT_TASKS = ("recognizer", "speaker_encoder", "emotion_classifier")
 TASKS = ("csm", "codec", "probe", *INSTRUMENT_TASKS)
 DATA_SOURCES = ("synthetic_tokens", "dialogues")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
-TOKENIZER_TYPES = ("unigram", "bpe", "char")
+TOKENIZER_TYPES = ("unigram", "bpe", "char", "phoneme")
 
 
 class ConfigError(UserError, ValueError):
@@ -106,6 +107,8 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   m.prosody = prosody_lib.prosody_config()
   # The dual conversational memory (config/memory.py); off: plain CSM.
   m.memory = memory_lib.memory_config()
+  # Where the text goes (config/text_stream.py); prefix: CSM's layout.
+  text_stream_lib.add_fields(m)
 
   # The codec whose codes the CSM predicts (and which task=codec trains).
   from csm_jax.config.codec import codec_config  # pylint: disable=g-import-not-at-top
@@ -124,8 +127,9 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   d.codec_dir = ""  # a trained codec; "": train one into <workdir>/codec
   d.codec_steps = 2000  # steps of that automatic codec training
   d.tokenizer = ""  # a sentencepiece model; "": train one into the workdir
-  # The algorithm of that tokenizer: unigram or bpe pieces, or single
-  # characters (a small vocabulary every symbol of which is seen often).
+  # The algorithm of that tokenizer: unigram or bpe pieces, single
+  # characters (a small vocabulary every symbol of which is seen often), or
+  # eSpeak NG's phonemes (data.phoneme_tokenizer).
   d.tokenizer_type = "unigram"
   d.context_turns = 5
   d.loss_on = "target"  # or "all_audio"
@@ -303,6 +307,7 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
     _check(c.data.context_turns >= 0, "data.context_turns", "must be >= 0")
     _check(c.data.tokenizer_type in TOKENIZER_TYPES, "data.tokenizer_type",
            f"{c.data.tokenizer_type!r} not in {TOKENIZER_TYPES}")
+    text_stream_lib.validate(c, _check)
     if c.data.source == "dialogues":
       q = c.codec.rvq
       _check(m.n_codebooks <= q.levels, "model.n_codebooks",
@@ -367,6 +372,10 @@ def structural_fields(c) -> dict[str, Any]:
   # Recorded only when on, so runs from before the stream compare equal.
   model.pop("prosody", None)
   model.pop("memory", None)
+  for key in ("text_stream", "text_lead", "text_lookahead",
+              "advance_loss_weight"):
+    model.pop(key, None)
+  model.update(text_stream_lib.structural(c.model))
   if memory_lib.enabled(c.model):
     model["memory"] = memory_lib.structural_dict(c.model.memory)
   if prosody_lib.enabled(c.model):

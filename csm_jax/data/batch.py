@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from csm_jax.config import prosody as prosody_config
+from csm_jax.config import text_stream
 from csm_jax.config.errors import UserError
 
 Batch = Mapping[str, Any]
@@ -81,6 +82,13 @@ def csm_batch_spec(config) -> dict[str, FieldSpec]:
       "segment_ids": FieldSpec((t,), np.int32, ("batch", "seq"), 0, None),
       "loss_mask": FieldSpec((t,), np.bool_, ("batch", "seq")),
   }
+  if text_stream.aligned(m):
+    # Does the next row move on to the next token (data.examples.frames)?
+    spec["advance"] = FieldSpec((t,), np.int32, ("batch", "seq"), -1, 2)
+    # The row's token and the lookahead tokens after it.
+    spec["text_tokens"] = FieldSpec((t, 1 + text_stream.lookahead(m)),
+                                    np.int32, ("batch", "seq", None), 0,
+                                    m.text_vocab)
   if prosody_config.enabled(m):
     # The prosody column (data.examples.frames): F0 ids with the unvoiced
     # id f0_bins, energy ids, the turn's style with the unknown id last.

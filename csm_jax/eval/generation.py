@@ -30,7 +30,9 @@ class Spoken:
 
 
 def context_turns(turns) -> list[ContextTurn]:
-  return [ContextTurn(t.speaker, t.text, audio=t.audio) for t in turns]
+  return [ContextTurn(t.speaker, t.text, audio=t.audio,
+                      alignment=getattr(t, "alignment", None))
+          for t in turns]
 
 
 def cap_seconds(truth_s: float, cap: float) -> float:

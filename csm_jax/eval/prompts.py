@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 
 from csm_jax.config.errors import UserError
 from csm_jax.data.corpora import registry
-from csm_jax.data.corpora.turns import turn_positions
+from csm_jax.data.corpora.turns import phoneme_alignment, turn_positions
 
 
 class PromptSetError(UserError, ValueError):
@@ -32,6 +32,8 @@ class Turn:
   audio: np.ndarray   # float32 mono at the prompt set's sample rate
   emotion: str
   turn_index: int
+  # (phoneme symbols, start seconds) eSpeak spoke, when the corpus has them.
+  alignment: tuple | None = None
 
 
 @dataclasses.dataclass
@@ -84,7 +86,8 @@ def conversations(config, sample_rate: int, split: str = "validation"
     recs = [src[p] for p in convs[cid]]
     turns = [Turn(int(r["speaker_id"]), _text(r["text"]).strip(),
                   registry.record_audio(r, sample_rate),
-                  _label(r, "emotion", emotions), int(r["turn_index"]))
+                  _label(r, "emotion", emotions), int(r["turn_index"]),
+                  phoneme_alignment(r))
              for r in recs]
     out.append((cid, _label(recs[0], "arc", arcs), turns))
   return out

@@ -26,6 +26,7 @@ from csm_jax.eval import metrics
 from csm_jax.eval import stats
 from csm_jax.eval.generation import resynthesize, speak_prompts
 from csm_jax.eval.prompts import build_prompts
+from csm_jax.eval.teacher_forced import ceiling_audio
 from csm_jax.inference.generator import Sampling
 from csm_jax.inference.loading import LoadError, load_generator
 
@@ -35,7 +36,7 @@ SUITES = {
     "full": dict(prompts=None, conversation_turns=10, adversarial=True,
                  long_form=True),
 }
-ROWS = ("ground_truth", "codec", "codec_floor", "model")
+ROWS = ("ground_truth", "codec", "codec_floor", "teacher_forced", "model")
 
 
 class EvaluationError(UserError, ValueError):
@@ -113,7 +114,8 @@ def run(gen, instruments, suite: str = "quick", seed: int = 0,
                           f"{', '.join(SUITES)}")
   spec = SUITES[suite]
   sr = gen.codec.sample_rate
-  steps = {"prompts": 1, "ground truth": 2, "codec": 2, "model": 4}
+  steps = {"prompts": 1, "ground truth": 2, "codec": 2, "teacher forced": 1,
+           "model": 4}
   if with_floor(gen.codec):
     steps["codec floor"] = 2
   if compare_gen is not None:
@@ -147,6 +149,12 @@ def run(gen, instruments, suite: str = "quick", seed: int = 0,
     rows["codec_floor"] = metrics.score_row("codec_floor", instruments,
                                             prompts, audio["codec_floor"], sr)
     prog("codec floor")
+  # The model's argmax codes given the true past (eval.teacher_forced):
+  # its ceiling, next to free-running generation.
+  audio["teacher_forced"] = ceiling_audio(gen, prompts)
+  rows["teacher_forced"] = metrics.score_row(
+      "teacher_forced", instruments, prompts, audio["teacher_forced"], sr)
+  prog("teacher forced")
   sampling = default_sampling(seed)
   spoken = speak_prompts(
       gen, prompts, sampling,

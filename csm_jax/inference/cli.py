@@ -19,6 +19,7 @@ it has, and every wav gets its plan-against-realized F0 plot beside it
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -32,6 +33,7 @@ from csm_jax.data import features
 from csm_jax.data import prosody_tokens
 from csm_jax.data.prosody_tokens import ProsodyError
 from csm_jax.inference import prosody_control
+from csm_jax.inference.aligned import check_streaming
 from csm_jax.inference.generator import (ContextTurn, Control, Generator,
                                          Sampling)
 
@@ -338,14 +340,36 @@ def _no_audio(what: str, sampling: Sampling,
           f"first frame); {written}; {hint}")
 
 
+def stdin_pieces(fd: int | None = None):
+  """Standard input's text as it arrives (a pipe's writes, not lines)."""
+  fd = sys.stdin.fileno() if fd is None else fd
+  dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+  while True:
+    data = os.read(fd, 4096)
+    text = dec.decode(data, final=not data)
+    if text:
+      yield text
+    if not data:
+      return
+
+
 def speak(gen: Generator, text: str, speaker: int, context, sampling: Sampling,
           out: str, progress=sys.stderr, control: Control | None = None
           ) -> dict:
-  """Generates one utterance to ``out`` with a progress line per chunk."""
+  """Generates one utterance to ``out`` with a progress line per chunk;
+  ``text`` "-" streams it in from standard input (``stdin_pieces``)."""
   check_sampling(gen, sampling)
-  check_fits(gen, text, speaker, sampling)
+  if text == "-":
+    if control is not None:
+      raise RequestError("prosody controls need the whole text; give "
+                         "--text=... instead of '-'")
+    check_streaming(gen.config)
+    source = gen.stream_text(stdin_pieces(), speaker, context, sampling)
+  else:
+    check_fits(gen, text, speaker, sampling)
+    source = gen.stream(text, speaker, context, sampling, control)
   chunks = []
-  for chunk in gen.stream(text, speaker, context, sampling, control):
+  for chunk in source:
     chunks.append(chunk)
     seconds = sum(len(c.codes) for c in chunks) * gen.frame_seconds
     if seconds > 0:

@@ -32,6 +32,7 @@ import sys
 import numpy as np
 
 from csm_jax.audio.io import load_audio, write_wav
+from csm_jax.config import text_stream
 from csm_jax.inference.cli import (GenerationError, RequestError,
                                    check_sampling, jsonl_turns)
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
@@ -50,9 +51,12 @@ class Conversation:
                context_turns: int | None = None, prefix_cache: bool = True):
     self.gen, self.sampling = generator, sampling
     # Replies decode from the kept KV cache (inference.prefix_cache); the
-    # prosody stream's columns are not cached, so it prefills every reply.
+    # prosody stream's columns are not cached, so it prefills every reply;
+    # so does the aligned text stream, whose rows the cache does not lay.
     self.cache = (PromptCache(generator)
-                  if prefix_cache and generator.bins is None else None)
+                  if prefix_cache and generator.bins is None
+                  and not text_stream.aligned(generator.config.model)
+                  else None)
     self.context_turns = (generator.config.data.context_turns
                           if context_turns is None else int(context_turns))
     self.turns: list[ContextTurn] = []

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +34,13 @@ from flax import nnx
 
 from csm_jax.config import memory as memory_config
 from csm_jax.config import prosody as prosody_config
+from csm_jax.config import text_stream
 from csm_jax.data import prosody_tokens
 from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
                                          conversation_rows, trim_context)
 from csm_jax.data.prosody_tokens import ProsodyError
-from csm_jax.inference import decode, speculative
+from csm_jax.inference import aligned, decode, speculative
+from csm_jax.inference.chunk import Chunk
 from csm_jax.inference.memory import MemoryTurn, MemoryWriter, stack_states
 from csm_jax.inference.prosody_control import Sketch, check_pace
 
@@ -83,6 +85,10 @@ class Sampling:
   # drafted per round by the decoder's first block; 0 = off. Same output
   # distribution (same codes when greedy), fewer full decoder passes.
   speculative: int = 0
+  # Aligned text stream (inference.aligned): the advance head's
+  # temperature, and how long speech may run on once the text is spoken.
+  advance_temperature: float = 1.0
+  tail_seconds: float = 0.2
 
   def controls_prosody(self) -> bool:
     return (self.emotion is not None or self.style is not None
@@ -108,18 +114,9 @@ class ContextTurn:
   text: str
   audio: np.ndarray | None = None  # float32 mono at the codec's rate
   codes: np.ndarray | None = None  # or already-encoded frames (F, levels)
-
-
-@dataclasses.dataclass
-class Chunk:
-  codes: np.ndarray  # (frames, n_codebooks)
-  audio: np.ndarray  # float32 samples
-  elapsed_s: float  # since the request started
-  eos: bool = False  # this chunk ended on the end-of-speech frame
-  # Prosody stream: the plan the frames followed, (frames, 2) F0 and energy
-  # ids, and the turn's style id.
-  prosody: np.ndarray | None = None
-  style: int | None = None
+  # (phoneme symbols, start seconds) eSpeak spoke, for a model on the
+  # aligned text stream (else its tokens are spread evenly over the turn).
+  alignment: tuple | None = None
 
 
 class Generator:
@@ -199,6 +196,21 @@ class Generator:
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 
+  def aligned_step(self, rows: int, top_k: int, top_p: float):
+    """The compiled rows of the aligned text stream (``inference.aligned``)."""
+    key = ("aligned", rows, top_k, top_p)
+    if key not in self._steps:
+      lead = text_stream.lead(self.config.model)
+      ahead = text_stream.lookahead(self.config.model)
+
+      def fn(params, state, rng, temps, tokens, n_tokens, adv_temp):
+        model = nnx.merge(self.graphdef, params)
+        return aligned.generate_rows(model, state, rng, rows, temps, top_k,
+                                     top_p, tokens, n_tokens, lead, adv_temp,
+                                     ahead)
+      self._steps[key] = jax.jit(fn)
+    return self._steps[key]
+
   # -- prompts ------------------------------------------------------------------
   def _encode(self, turn: ContextTurn) -> np.ndarray:
     if turn.codes is not None:
@@ -272,6 +284,19 @@ class Generator:
     return out
 
   # -- generation ---------------------------------------------------------------
+  def stream_text(self, pieces: Iterable[str], speaker: int,
+                  context: Sequence[ContextTurn] = (),
+                  sampling: Sampling = Sampling()) -> Iterator[Chunk]:
+    """``stream`` with the text arriving in ``pieces`` while audio streams
+    out (an aligned-stream model only, ``inference.aligned``): the same
+    frames as the whole text, given the same seed."""
+    aligned.check_streaming(self.config)
+    feed = aligned.TextFeed(self.tokenizer, pieces)
+    for chunks in aligned.stream(self, [(None, speaker, context)], sampling,
+                                 [feed]):
+      if chunks[0] is not None:
+        yield chunks[0]
+
   def stream(self, text: str, speaker: int,
              context: Sequence[ContextTurn] = (),
              sampling: Sampling = Sampling(),
@@ -341,6 +366,9 @@ class Generator:
     """
     s = sampling
     controls = self._controls(len(requests), s, controls)
+    if text_stream.aligned(self.config.model):
+      yield from aligned.stream(self, requests, s)
+      return
     if self.bins is None:
       yield from self._stream(requests, s, None, None)
       return

@@ -32,8 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from csm_jax.config import text_stream
 from csm_jax.data.prosody_tokens import ProsodyError
 from csm_jax.inference import decode
+from csm_jax.inference.aligned import TextStreamError
 from csm_jax.inference.generator import Chunk, Generator, Sampling
 
 
@@ -58,6 +60,10 @@ class Server:
     if gen.bins is not None:
       raise ProsodyError("the server does not carry the prosody stream's "
                          "plans; use Generator.stream_batch for this model")
+    if text_stream.aligned(gen.config.model):
+      raise TextStreamError("the server's slots decode prefix-stream rows; "
+                            "an aligned-stream model speaks through "
+                            "Generator.stream_batch or stream_text")
     if slots < 1:
       raise ValueError(f"slots must be at least 1, got {slots}")
     self.gen, self.n_slots, self.sampling = gen, int(slots), sampling

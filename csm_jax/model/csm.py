@@ -13,6 +13,10 @@ With ``model.prosody.enabled`` the model is two-stage (``model.prosody``):
 them to the frame's row as an extra column; codebook 0 and the decoder
 read the plan state instead of ``h``. Off, ``self.prosody`` is None and
 nothing here differs from the plain CSM.
+
+With the aligned text stream (``model.text_stream``) audio rows also carry
+a text token, and ``advance_head`` reads ``h`` to say whether the next row
+moves on to the next token; with ``prefix`` it is None.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from csm_jax.model.attention import (PREFIX_SEGMENT, Band, causal_mask,
 from csm_jax.config import lora as lora_targets
 from csm_jax.config import memory as memory_config
 from csm_jax.config import prosody as prosody_config
+from csm_jax.config import text_stream
 from csm_jax.model.layers import Embed, Linear, Precision, dtype_of, param
 from csm_jax.model.lora import LoraSpec
 from csm_jax.model.memory import DualMemory
@@ -94,6 +99,16 @@ class CSM(nnx.Module):
     self.memory = (DualMemory(m.memory, w, prec, rngs,
                               memory_config.signature(m))
                    if memory_config.enabled(m) else None)
+    # The aligned text stream's advance head (model.text_stream): does the
+    # next row move on to the next token? Last, for the same reason.
+    self.advance_head = (Linear(w, 2, ("embed", None), prec, rngs)
+                         if text_stream.aligned(m) else None)
+    # The tokens after the row's own (model.text_lookahead), one table
+    # per place ahead: row = token + place * text_vocab.
+    self.text_vocab = m.text_vocab
+    ahead = text_stream.lookahead(m)
+    self.ahead_embed = (Embed(ahead * m.text_vocab, w, ("vocab", "embed"),
+                              prec, rngs) if ahead else None)
     self.dtype = prec.dtype
 
   # -- embeddings -----------------------------------------------------------
@@ -107,12 +122,29 @@ class CSM(nnx.Module):
   def embed_frames(self, audio_tokens, text_tokens, mask, prosody=None):
     """Sum of present columns' embeddings: (B,T,C),(B,T),(B,T,C+1) -> (B,T,W).
 
+    On the aligned text stream ``text_tokens`` is (B, T, 1 + lookahead):
+    the row's token and the tokens after it, each place its own table.
+
     ``prosody``: (F0 ids, energy ids, style ids, present), each (B, T), the
     prosody column of the stream (ignored when the stream is off).
     """
     a = self.audio_embed(self.audio_ids(audio_tokens))  # (B,T,C,W)
     a = jnp.sum(a * mask[..., :-1, None].astype(a.dtype), axis=2)
-    t = self.text_embed(text_tokens) * mask[..., -1:].astype(self.dtype)
+    if text_tokens.ndim == audio_tokens.ndim:
+      # Aligned text stream: (B, T, 1 + lookahead); pad (0) is absent.
+      ahead = text_tokens[..., 1:]
+      text_tokens = text_tokens[..., 0]
+      if self.ahead_embed is not None and ahead.shape[-1]:
+        rows = ahead + jnp.arange(ahead.shape[-1]) * self.text_vocab
+        e = self.ahead_embed(rows) * (ahead > 0)[..., None].astype(
+            self.dtype)
+        text_extra = jnp.sum(e, axis=2)
+      else:
+        text_extra = 0.0
+    else:
+      text_extra = 0.0
+    t = ((self.text_embed(text_tokens) + text_extra)
+         * mask[..., -1:].astype(self.dtype))
     x = a + t
     if prosody is not None and self.prosody is not None:
       x = x + self.prosody.column(*prosody).astype(x.dtype)

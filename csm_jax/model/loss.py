@@ -81,7 +81,8 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
              text_loss_weight: float = 0.0, cond=None, prefix=None,
              critical_codebooks: int = 0, detail_per_step: int = 0,
              level_dropout: float = 0.0,
-             prosody_weights: tuple[float, float] = (1.0, 0.2)):
+             prosody_weights: tuple[float, float] = (1.0, 0.2),
+             advance_weight: float = 1.0):
   """Returns (total loss, metrics) for one batch.
 
   With ``critical_codebooks`` C > 0 (hierarchical codebooks), codebooks
@@ -92,6 +93,9 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
   With the prosody stream (``model.prosody``), codebook 0 and the decoder
   read the teacher-forced plan states (``prosody_loss``) and the stage-1
   losses are added with ``prosody_weights`` (frame streams, style).
+
+  With the aligned text stream (``batch["advance"]``) the advance head's
+  cross-entropy is added with ``advance_weight``.
   """
   n = model.n_codebooks
   seen = batch["mask"]
@@ -160,11 +164,21 @@ def csm_loss(model, batch, rng, decoder_fraction: float,
   total = (loss0 + (n - 1) * dec_loss) / n
   if text_loss_weight > 0 and model.text_head is not None:
     text_logits = model.text_head(h_prev)
-    lt, at = _ce(text_logits, batch["text_tokens"][:, 1:], text_w)
+    text = batch["text_tokens"]
+    if text.ndim == 3:   # aligned stream: the row's own token
+      text = text[..., 0]
+    lt, at = _ce(text_logits, text[:, 1:], text_w)
     metrics["loss/text"] = lt
     metrics["acc/text"] = at
     total = total + text_loss_weight * lt
   metrics["loss/audio"] = (loss0 + (n - 1) * dec_loss) / n
+  if getattr(model, "advance_head", None) is not None and "advance" in batch:
+    adv = batch["advance"]
+    w = ((adv >= 0) & (batch["segment_ids"] > 0)).astype(jnp.float32)
+    la, aa = _ce(model.advance_head(h), jnp.maximum(adv, 0), w)
+    metrics["loss/advance"] = la
+    metrics["acc/advance"] = aa
+    total = total + advance_weight * la
   if stream is not None:
     metrics.update(p_metrics)
     total = (total + prosody_weights[0] * frame_loss

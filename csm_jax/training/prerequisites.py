@@ -22,6 +22,7 @@ from csm_jax.config import schema
 from csm_jax.config.presets import codec_training
 from csm_jax.data.corpora import registry
 from csm_jax.data.corpora.turns import read_texts
+from csm_jax.data.phoneme_tokenizer import PhonemeTokenizer
 from csm_jax.data.tokenizer import TextTokenizer
 from csm_jax.data.tokenizer_loader import load_tokenizer
 from csm_jax.store import layout
@@ -104,6 +105,9 @@ def ensure_tokenizer(config, workdir: str) -> TextTokenizer:
   if not os.path.exists(path):
     if given:
       shutil.copy(given, path)
+    elif config.data.get("tokenizer_type") == "phoneme":
+      print("Using eSpeak NG's phonemes as text tokens.", flush=True)
+      PhonemeTokenizer().save(path)
     else:
       texts = list(read_texts(registry.dataset_dir(config), "train"))
       kind = config.data.get("tokenizer_type", "unigram")
@@ -111,7 +115,13 @@ def ensure_tokenizer(config, workdir: str) -> TextTokenizer:
             f"pieces) on {len(texts)} transcripts.", flush=True)
       TextTokenizer.train(texts, config.model.text_vocab, path,
                           model_type=kind)
-  tok = TextTokenizer.load(path)
+  tok = load_tokenizer(path)
+  want = config.data.get("tokenizer_type", "unigram") == "phoneme"
+  if want != (getattr(tok, "kind", "") == "phoneme"):
+    raise schema.ConfigError(
+        "data.tokenizer_type", f"{config.data.tokenizer_type!r} but the "
+        f"run's tokenizer {path} is {'not ' if want else ''}a phoneme "
+        "tokenizer; start a new workdir or point data.tokenizer at one")
   if tok.vocab_size > config.model.text_vocab:
     raise schema.ConfigError(
         "model.text_vocab", f"{config.model.text_vocab} but the tokenizer "

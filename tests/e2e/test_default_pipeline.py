@@ -125,7 +125,7 @@ def _small_instruments():
   return {k: dict(small) for k in INSTRUMENT_TASKS}
 
 
-def test_evaluate_writes_the_report_with_its_four_rows(run, tmp_path):
+def test_evaluate_writes_the_report_with_its_five_rows(run, tmp_path):
   """The quick suite on the tiny run: instruments trained on the tiny
   corpus, the report's rows (the codec's floor among them), intervals,
   plots and samples."""
@@ -135,7 +135,7 @@ def test_evaluate_writes_the_report_with_its_four_rows(run, tmp_path):
   data = evaluate(wd, out, "quick", n_prompts=3,
                   instrument_overrides=_small_instruments())
   assert set(data["rows"]) == {"ground_truth", "codec", "codec_floor",
-                               "model"}
+                               "teacher_forced", "model"}
   for row in data["rows"].values():
     cer = row["cer"]
     assert cer["low"] <= cer["value"] <= cer["high"]

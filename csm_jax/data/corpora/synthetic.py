@@ -11,7 +11,8 @@ conversation leaks across splits.
 
 Configs set the size: ``tiny`` (target 1 min, but at least two
 conversations so both splits exist: ~2-3 min; for tests), ``small`` (~10 min),
-``default`` (~1 h), ``large`` (~20 h); ``long`` (~1 h) holds conversations of
+``default`` (~1 h), ``medium`` (~3 h: what a model on the aligned text
+stream trains on without memorizing its sentences), ``large`` (~20 h); ``long`` (~1 h) holds conversations of
 12-20 turns whose speakers keep a persona (``synthetic.long_dialogues``),
 for the conversational memory. Read with::
 
@@ -37,7 +38,7 @@ from csm_jax.data.synthetic import voices
 
 NAME = "synthetic_dialogues"
 SIZES_MINUTES = {"tiny": 1.0, "small": 10.0, "default": 60.0,
-                 "large": 1200.0}
+                 "medium": 180.0, "large": 1200.0}
 # Sizes of long conversations (12-20 turns, personas); a separate table,
 # so the sizes above plan exactly as before.
 LONG_SIZES_MINUTES = {"long": 60.0}

@@ -9,6 +9,11 @@ triggers retokenizing, and nothing else does. An example is a target turn with u
 context dropped to fit; examples are packed greedily into ``seq_len`` rows
 by their exact row counts (every turn's text is tokenized once up front), so
 packing never cuts a target's frames or its end-of-speech frame.
+
+On the aligned text stream (``text_stream.Aligner``) each turn's tokens
+come from its text and their timings from the corpus's phoneme events
+(``data.text_alignment``); a turn whose tokens cannot be laid on its
+frames is left out (and counted).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from csm_jax.config import prosody as prosody_config
+from csm_jax.config import text_stream
 from csm_jax.data.cache_keys import corpus_fingerprint, fingerprint
 from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
                                          conversation_rows, pack)
 from csm_jax.data.prosody_cache import prosody_turns
+from csm_jax.data.text_alignment import Aligner
 
 
 class TokenCache:
@@ -75,7 +82,7 @@ class DialogueExamples:
                positions: dict[str, list[int]] | None, encode_turn,
                n_codebooks: int,
                seq_len: int, context_turns: int = 5, loss_on: str = "target",
-               seed: int = 0, prosody=None):
+               seed: int = 0, prosody=None, aligner=None):
     # ``prosody``: a ``prosody_cache.ProsodyTurns`` of the same records when
     # the prosody stream is on (rows then carry the prosody column).
     self.prosody = prosody
@@ -89,11 +96,14 @@ class DialogueExamples:
     # when ``positions`` (conversation -> record positions in turn order) is
     # not given.
     self.meta, turns = [], {}
+    self.aligner, self.streams = aligner, []
     for i in range(len(records)):
       rec = records[i]
       text = rec["text"]
       text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
       self.meta.append((text, int(rec["speaker_id"])))
+      if aligner is not None:
+        self.streams.append(aligner.stream(rec, text, len(codes.codes[i])))
       if positions is None:
         cid = rec["conversation_id"]
         cid = cid.decode("utf-8") if isinstance(cid, bytes) else str(cid)
@@ -101,8 +111,16 @@ class DialogueExamples:
     if positions is None:
       positions = {c: [p for _, p in sorted(v)] for c, v in turns.items()}
     # Every turn's ids, once: the exact row counts packing needs.
-    self.ids = [np.asarray(encode_turn(speaker, text), np.int32)
-                for text, speaker in self.meta]
+    if aligner is None:
+      self.ids = [np.asarray(encode_turn(speaker, text), np.int32)
+                  for text, speaker in self.meta]
+    else:  # the tag rows; the tokens ride on the frames
+      self.ids = [np.asarray(aligner.tag_rows(speaker), np.int32)
+                  for _, speaker in self.meta]
+      usable = [s is not None for s in self.streams]
+      self.unaligned = len(usable) - sum(usable)
+      positions = {c: [p for p in pos if usable[p]]
+                   for c, pos in positions.items()}
     self.n, self.seq_len = n_codebooks, seq_len
     self.context_turns, self.loss_on = context_turns, loss_on
     # (record position, its conversation's positions up to it) per target.
@@ -116,6 +134,8 @@ class DialogueExamples:
 
   def _turn(self, pos: int, trained: bool, target: bool = False) -> Turn:
     codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
+    if self.aligner is not None:
+      return Turn(self.ids[pos], codes, trained, stream=self.streams[pos])
     if self.prosody is None:
       return Turn(self.ids[pos], codes, trained)
     # Only the target turn's style is given (and predicted): generation
@@ -125,8 +145,10 @@ class DialogueExamples:
                 style=self.prosody.styles[pos] if target else None)
 
   def _turn_rows(self, pos: int) -> int:
-    # Text rows, frames and the end-of-speech frame (frames.turn_rows).
-    return len(self.ids[pos]) + len(self.codes.codes[pos]) + 1
+    # Text rows, frames and the end-of-speech frame (frames.turn_rows),
+    # and the aligned stream's lead rows.
+    lead = 0 if self.aligner is None else self.aligner.lead
+    return len(self.ids[pos]) + len(self.codes.codes[pos]) + 1 + lead
 
   def _kept_context(self, target) -> list[int]:
     """The newest context turns that fit beside the target (the target
@@ -143,7 +165,10 @@ class DialogueExamples:
     cur = self._turn(pos, True, target=True)
     context = [self._turn(p, self.loss_on == "all_audio")
                for p in self._kept_context(target)]
-    return conversation_rows(context + [cur], self.n, prosody=self.layout)
+    if self.aligner is None:
+      return conversation_rows(context + [cur], self.n, prosody=self.layout)
+    return conversation_rows(context + [cur], self.n,
+                             lead=self.aligner.lead, ahead=self.aligner.ahead)
 
   def rows(self, target) -> int:
     """Exact rows of ``example(target)`` (at most ``seq_len`` once packed)."""
@@ -190,6 +215,12 @@ def dialogue_source(config, split: str, codec, tokenizer) -> DialogueExamples:
   turns = None
   if prosody_config.enabled(config.model):
     turns = prosody_turns(config, split, codec)
+  aligner = None
+  if text_stream.aligned(config.model):
+    aligner = Aligner(tokenizer, text_stream.lead(config.model),
+                      1.0 / codec.frame_rate, dataset_dir,
+                      text_stream.lookahead(config.model))
   return DialogueExamples(src, cache, None, tokenizer.encode_turn,
                           config.model.n_codebooks, d.seq_len,
-                          d.context_turns, d.loss_on, d.seed, prosody=turns)
+                          d.context_turns, d.loss_on, d.seed, prosody=turns,
+                          aligner=aligner)

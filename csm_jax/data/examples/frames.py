@@ -5,6 +5,16 @@ its audio frames (audio columns only) and, when it is complete, one all-zero
 frame that marks the end of speech. Training and generation both build
 prompts here, so the model sees at inference exactly the layout it learned.
 
+With the aligned text stream (``lead`` given, ``config.text_stream``) a
+turn is its speaker-tag rows, then one row per frame of its text stream:
+row r carries the token spoken at frame r (``Turn.stream``) and the audio
+of frame r - lead, so the text leads the audio by ``lead`` rows; after the
+last token the text column holds the end-of-text id (``EOS_ID``) and the
+end-of-speech frame comes ``lead`` rows later. The text column is then
+(T, 1 + ahead): the row's token and the ``ahead`` tokens after it
+(end-of-text past the last; pad, id 0, on the tag rows). ``advance`` says, for each
+row, whether the next row moves on to the next token (-1: no target).
+
 With the prosody stream (``ProsodyLayout``) every audio row also carries
 the frame's prosody tokens (F0 id, energy id) and its turn's style id in
 ``prosody_*`` fields, present where ``prosody_mask`` is set: the extra
@@ -30,9 +40,13 @@ class Turn:
   # (F0 ids (F,), energy ids (F,)) per frame, with the prosody stream.
   prosody: tuple | None = None
   style: int | None = None  # the turn's style id; None: unknown
+  # Aligned text stream: (token ids (K,), token index of each frame (F,)).
+  stream: tuple | None = None
 
-  def n_rows(self, eos: bool) -> int:
+  def n_rows(self, eos: bool, lead: int | None = None) -> int:
     f = 0 if self.codes is None else len(self.codes) + int(eos)
+    if lead is not None and self.codes is not None:
+      f += lead
     return len(self.text_ids) + f
 
 
@@ -43,6 +57,9 @@ class ProsodyLayout:
   unvoiced: int        # F0 id of unvoiced frames (and of end of speech)
   unknown_style: int   # style id of a turn whose style is not given
 
+
+END_OF_TEXT = 3  # the text column after a turn's last token (EOS_ID)
+NO_TARGET = -1
 
 PROSODY_FIELDS = ("prosody_f0", "prosody_energy", "prosody_style",
                   "prosody_mask")
@@ -77,10 +94,66 @@ def _prosody_rows(turn: Turn, t_len: int, f: int, layout: ProsodyLayout,
           "prosody_mask": present}
 
 
+def aligned_turn_rows(turn: Turn, n_codebooks: int, lead: int,
+                      ahead: int = 0) -> dict:
+  """Rows of one turn on the aligned text stream (module docstring), with
+  ``advance`` (T,) targets; a turn without codes is its tag rows only."""
+  t_len = len(turn.text_ids)
+  if turn.codes is None:
+    f = 0
+  else:
+    codes = np.asarray(turn.codes, np.int32)
+    if codes.ndim != 2 or codes.shape[1] != n_codebooks:
+      raise ValueError(f"turn codes have shape {codes.shape}; expected "
+                       f"(frames, {n_codebooks})")
+    f = len(codes)
+    if turn.stream is None:
+      raise ValueError("a turn with audio needs its aligned text stream "
+                       "(Turn.stream) on model.text_stream='aligned'")
+    ids, index = (np.asarray(a) for a in turn.stream)
+    if index.shape != (f,):
+      raise ValueError(f"text stream of {index.shape} frames for {f}")
+  n = t_len + (f + lead + 1 if f else 0)
+  audio = np.zeros((n, n_codebooks), np.int32)
+  text = np.zeros((n, 1 + ahead), np.int32)
+  mask = np.zeros((n, n_codebooks + 1), bool)
+  advance = np.full((n,), NO_TARGET, np.int32)
+  loss = np.zeros((n,), bool)
+  text[:t_len, 0] = turn.text_ids
+  mask[:, -1] = True
+  if f:
+    r0 = t_len
+    padded = np.concatenate([ids, np.full((ahead,), END_OF_TEXT, ids.dtype)])
+    for j in range(1 + ahead):
+      text[r0:r0 + f, j] = padded[index + j]
+    text[r0 + f:] = END_OF_TEXT
+    audio[r0 + lead:r0 + lead + f] = codes
+    mask[r0 + lead:, :-1] = True   # the frames and the end-of-speech frame
+    # Row r's state chooses row r + 1's token: a new one where the index
+    # moves (and into end-of-text after the last frame), else the same.
+    step = np.zeros((f + lead + 1,), np.int32)
+    step[1:f] = np.diff(index) > 0
+    step[f] = 1
+    advance[r0:r0 + f + lead] = step[1:]
+    if turn.trained:
+      loss[r0 + lead:] = True
+    else:
+      advance[:] = NO_TARGET
+  return {"audio_tokens": audio, "text_tokens": text, "mask": mask,
+          "loss_mask": loss, "advance": advance}
+
+
 def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True,
-              prosody: ProsodyLayout | None = None) -> dict:
+              prosody: ProsodyLayout | None = None,
+              lead: int | None = None, ahead: int = 0) -> dict:
   """Rows of one turn: audio (T, N), text (T,), mask (T, N+1), loss (T,),
-  and the ``PROSODY_FIELDS`` (T,) when ``prosody`` is given."""
+  and the ``PROSODY_FIELDS`` (T,) when ``prosody`` is given; with ``lead``
+  the aligned text stream's rows (``aligned_turn_rows``)."""
+  if lead is not None:
+    if prosody is not None or not eos:
+      raise ValueError("the aligned text stream has no prosody column and "
+                       "always ends a turn with its end-of-speech frame")
+    return aligned_turn_rows(turn, n_codebooks, lead, ahead)
   t_len = len(turn.text_ids)
   codes = (np.zeros((0, n_codebooks), np.int32) if turn.codes is None
            else np.asarray(turn.codes, np.int32))
@@ -108,18 +181,19 @@ def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True,
 
 
 def trim_context(context: Sequence[Turn], current: Turn, max_rows: int,
-                 reserve: int = 0, eos: bool = True) -> list[Turn]:
+                 reserve: int = 0, eos: bool = True,
+                 lead: int | None = None) -> list[Turn]:
   """Drops the oldest context turns until everything fits ``max_rows``.
 
   ``reserve`` rows are kept free (frames to generate). Warns, never fails,
   unless the current turn alone does not fit.
   """
-  budget = max_rows - reserve - current.n_rows(eos)
+  budget = max_rows - reserve - current.n_rows(eos, lead)
   if budget < 0:
-    raise ValueError(f"the turn needs {current.n_rows(eos) + reserve} rows "
-                     f"but the model holds {max_rows}")
+    raise ValueError(f"the turn needs {current.n_rows(eos, lead) + reserve} "
+                     f"rows but the model holds {max_rows}")
   kept = list(context)
-  while kept and sum(t.n_rows(eos) for t in kept) > budget:
+  while kept and sum(t.n_rows(eos, lead) for t in kept) > budget:
     kept.pop(0)
   if len(kept) < len(context):
     warnings.warn(f"context trimmed: dropped the {len(context) - len(kept)} "
@@ -130,9 +204,11 @@ def trim_context(context: Sequence[Turn], current: Turn, max_rows: int,
 
 def conversation_rows(turns: Sequence[Turn], n_codebooks: int,
                       eos: bool = True,
-                      prosody: ProsodyLayout | None = None) -> dict:
+                      prosody: ProsodyLayout | None = None,
+                      lead: int | None = None, ahead: int = 0) -> dict:
   """Concatenated rows of turns, positions from 0, all in segment 1."""
-  parts = [turn_rows(t, n_codebooks, eos, prosody) for t in turns]
+  parts = [turn_rows(t, n_codebooks, eos, prosody, lead, ahead)
+           for t in turns]
   out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   n = len(out["text_tokens"])
   out["positions"] = np.arange(n, dtype=np.int32)
@@ -148,7 +224,8 @@ def pack(examples: Sequence[dict], seq_len: int) -> dict:
   """
   n_cb = examples[0]["audio_tokens"].shape[1]
   out = {"audio_tokens": np.zeros((seq_len, n_cb), np.int32),
-         "text_tokens": np.zeros((seq_len,), np.int32),
+         "text_tokens": np.zeros((seq_len,) + examples[0]["text_tokens"]
+                                 .shape[1:], np.int32),
          "mask": np.zeros((seq_len, n_cb + 1), bool),
          "positions": np.zeros((seq_len,), np.int32),
          "segment_ids": np.zeros((seq_len,), np.int32),
@@ -157,6 +234,8 @@ def pack(examples: Sequence[dict], seq_len: int) -> dict:
   for key in PROSODY_FIELDS:
     if key in examples[0]:
       out[key] = np.zeros((seq_len,), examples[0][key].dtype)
+  if "advance" in examples[0]:
+    out["advance"] = np.full((seq_len,), NO_TARGET, np.int32)
   rows = [k for k in out if k not in ("positions", "segment_ids")]
   for seg, ex in enumerate(examples, start=1):
     k = min(len(ex["text_tokens"]), seq_len - row)

@@ -61,6 +61,7 @@ class CSMTask(Task):
       return memory_csm_loss(model, batch, rng, decoder_fraction,
                              m.text_loss_weight, m.memory, **kwargs)
     return csm_loss(model, batch, rng, decoder_fraction, m.text_loss_weight,
+                    advance_weight=m.get("advance_loss_weight", 1.0),
                     **kwargs)
 
   def batch_weight(self, batch):

@@ -1,0 +1,287 @@
+"""Generation on the aligned text stream: text consumed as the model speaks.
+
+A model trained with ``model.text_stream="aligned"`` carries the token being
+spoken on every frame's row (``data.examples.frames``). Generating, each
+row's state samples two things: whether the next row moves on to the next
+token (the advance head) and, once the text leads the audio by
+``text_lead`` rows, the next audio frame. After the last token the rows
+carry the end-of-text id; the end-of-speech frame is allowed only then,
+and ``Sampling.tail_seconds`` after the point where training puts it the
+utterance is ended anyway: generation stops when the text has been spoken.
+
+Because a row only shows the current token and the ``text_lookahead``
+after it, the text may arrive while audio streams out (``TextFeed``): a
+chunk of k rows runs once k + 1 + lookahead tokens past the current one
+are known (or the text is closed), and the tokens of
+a word are final once whitespace follows it (``PhonemeTokenizer`` phonemizes
+word by word), so streamed text gives the frames of the whole text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csm_jax.config import text_stream
+from csm_jax.config.errors import UserError
+from csm_jax.data.examples.frames import END_OF_TEXT, Turn, conversation_rows, \
+    trim_context
+from csm_jax.data.phoneme_tokenizer import PhonemizeError, split_words
+from csm_jax.data.text_alignment import (frame_index, token_starts,
+                                         uniform_index)
+from csm_jax.inference import decode
+from csm_jax.inference.chunk import Chunk
+from csm_jax.inference.sampling import derived_key, sample
+
+_NOT_CLOSED = np.int32(2 ** 30)   # n_tokens of a text still arriving
+_BUCKET = 64
+
+
+class TextStreamError(UserError, ValueError):
+  """Streaming text in asked of a model that cannot take it."""
+
+
+class TextFeed:
+  """A request's text, whole or arriving in pieces, as tokens."""
+
+  def __init__(self, tokenizer, pieces: Iterable[str] | str):
+    self.tokenizer = tokenizer
+    self._pieces: Iterator[str] = iter([pieces] if isinstance(pieces, str)
+                                       else pieces)
+    self._buffer, self.text = "", ""
+    self.tokens: list[int] = []
+    self.closed = False
+
+  def _take_words(self, final: bool) -> None:
+    if final:
+      ready, self._buffer = self._buffer, ""
+    else:  # a word is complete once whitespace follows it
+      cut = max(self._buffer.rfind(c) for c in " \t\n\r")
+      if cut < 0:
+        return
+      ready, self._buffer = self._buffer[:cut + 1], self._buffer[cut + 1:]
+    for word, pause in split_words(ready):
+      self.tokens += self.tokenizer.word_tokens(word, pause)
+
+  def pull(self, need: int) -> None:
+    """Reads pieces until ``need`` tokens are known or the text ends."""
+    while not self.closed and len(self.tokens) < need:
+      piece = next(self._pieces, None)
+      if piece is None:
+        self._take_words(final=True)
+        self.closed = True
+        if not any(not self.tokenizer.is_pause(t) for t in self.tokens):
+          raise PhonemizeError(f"cannot phonemize {self.text!r}: no word "
+                               "eSpeak can speak in it")
+        break
+      self.text += piece
+      self._buffer += piece
+      self._take_words(final=False)
+
+
+def check_streaming(config) -> None:
+  if not text_stream.aligned(config.model):
+    raise TextStreamError(
+        "this model reads its text as a prefix (model.text_stream="
+        f"{text_stream.stream(config.model)!r}): it needs the whole text "
+        "before it speaks; streaming text in needs an aligned-stream model")
+
+
+# -- compiled rows ------------------------------------------------------------
+def generate_rows(model, state: dict, key, n_rows: int, temperature,
+                  top_k: int, top_p: float, tokens, n_tokens, lead: int,
+                  advance_temperature, ahead: int = 0):
+  """``n_rows`` rows in one scan (module docstring).
+
+  ``state`` is a decoding state (``decode``) plus ``ptr`` (B,), the token
+  each request's last row shows, and ``row`` (), that row's index in the
+  turn's stream. ``tokens`` (B, L) and ``n_tokens`` (B,) are the text.
+  Returns (codes (R, B, N), end of speech (R, B), audio present (R,),
+  token index (R, B), state).
+  """
+  b, width = tokens.shape
+
+  def text_at(ptr):
+    """(B, 1 + ahead): the token at ``ptr`` and the ones after it."""
+    at = ptr[:, None] + jnp.arange(1 + ahead)
+    tok = jnp.take_along_axis(tokens, jnp.minimum(at, width - 1), axis=1)
+    return jnp.where(at < n_tokens[:, None], tok, END_OF_TEXT)
+
+  def step(state, k):
+    h, ptr = state["h"], state["ptr"]
+    at_end = ptr >= n_tokens
+    adv = sample(model.advance_head(h).astype(jnp.float32),
+                 derived_key(k, 3), advance_temperature)
+    ptr_next = jnp.where(at_end, ptr, ptr + adv)
+    row = state["row"] + 1
+    audio_on = row >= lead
+    codes, eos = decode.decode_frame(model, h, k, temperature, top_k, top_p,
+                                     allow_eos=at_end)
+    codes = jnp.where(audio_on, codes, 0)
+    n = codes.shape[1]
+    mask = jnp.concatenate([jnp.broadcast_to(audio_on, (b, 1, n)),
+                            jnp.ones((b, 1, 1), bool)], axis=-1)
+    new = decode.append_rows(model, state, codes[:, None],
+                             text_at(ptr_next)[:, None], mask,
+                             state["pos"][:, None], jnp.ones((b, 1),
+                                                             jnp.int32))
+    new.update(ptr=ptr_next, row=row)
+    return new, (codes, eos & audio_on, audio_on, ptr_next)
+
+  state, out = jax.lax.scan(step, state, decode.split_keys(key, n_rows))
+  return (*out, state)
+
+
+# -- prompts ------------------------------------------------------------------
+def context_stream(tokenizer, turn, n_frames: int, frame_seconds: float):
+  """(token ids, token index per frame) of a context turn: from its
+  phoneme timings when given, else spread evenly."""
+  ids = np.asarray(tokenizer.encode(turn.text), np.int32)
+  timing = getattr(turn, "alignment", None)
+  if len(ids) > n_frames:  # more tokens than frames: keep what fits
+    ids = ids[:n_frames]
+  if timing is not None:
+    starts = token_starts(tokenizer, ids, *timing, n_frames * frame_seconds)
+    return ids, frame_index(starts, n_frames, frame_seconds)
+  return ids, uniform_index(len(ids), n_frames)
+
+
+def prompt_rows(gen, first_tokens, speaker: int, context,
+                reserve: int) -> dict:
+  """Context turns on the aligned stream, the turn's tag rows, and its
+  first stream row (its first token and the lookahead after it, no audio
+  yet): ``first_tokens`` (1 + lookahead,)."""
+  m = gen.config.model
+  tok, lead, ahead = gen.tokenizer, text_stream.lead(m), text_stream.lookahead(m)
+  turns = []
+  for t in context:
+    codes = gen._encode(t)  # pylint: disable=protected-access
+    turns.append(Turn(np.asarray([tok.bos_id, tok.speaker_token_id(
+        t.speaker)]), codes, stream=context_stream(tok, t, len(codes),
+                                                   gen.frame_seconds)))
+  current = Turn(np.asarray([tok.bos_id, tok.speaker_token_id(speaker)]),
+                 None)
+  kept = trim_context(turns, current, gen.max_len, reserve=reserve + 1,
+                      lead=lead)
+  rows = conversation_rows(kept + [current], gen.n, lead=lead, ahead=ahead)
+  first = {"audio_tokens": np.zeros((1, gen.n), np.int32),
+           "text_tokens": np.asarray([first_tokens], np.int32),
+           "mask": np.eye(1, gen.n + 1, gen.n, dtype=bool),
+           "positions": rows["positions"][-1:] + 1,
+           "segment_ids": np.ones((1,), np.int32)}
+  return {k: np.concatenate([rows[k], v]) for k, v in first.items()}
+
+
+# -- the loop -----------------------------------------------------------------
+@dataclasses.dataclass
+class _Request:
+  feed: TextFeed
+  end_row: int | None = None   # first row showing end-of-text
+  done: bool = False
+
+
+def first_row(feed: TextFeed, ahead: int) -> np.ndarray:
+  """The first stream row's tokens: the first and the ``ahead`` after it."""
+  t = feed.tokens[:1 + ahead]
+  return np.asarray(t + [END_OF_TEXT] * (1 + ahead - len(t)), np.int32)
+
+
+def _token_array(reqs, width: int):
+  out = np.zeros((len(reqs), width), np.int32)
+  n = np.empty((len(reqs),), np.int32)
+  for j, r in enumerate(reqs):
+    t = r.feed.tokens[:width]
+    out[j, :len(t)] = t
+    n[j] = len(r.feed.tokens) if r.feed.closed else _NOT_CLOSED
+  return out, n
+
+
+def stream(gen, requests, s, feeds=None):
+  """Chunks for ``requests`` ((text, speaker, context), ...), as
+  ``Generator.stream_batch`` yields them; ``feeds`` (one ``TextFeed`` per
+  request) replaces the texts when text streams in."""
+  t0 = time.perf_counter()
+  if s.n_levels or s.speculative:
+    raise TextStreamError("--levels and --speculative are not available on "
+                          "the aligned text stream yet; leave them unset")
+  if feeds is None:
+    feeds = [TextFeed(gen.tokenizer, text) for text, *_ in requests]
+  reqs = [_Request(f) for f in feeds]
+  m = gen.config.model
+  fpc, lead = s.frames_per_call, text_stream.lead(m)
+  ahead = text_stream.lookahead(m)
+  for r in reqs:
+    r.feed.pull(1 + ahead)
+  reserve = gen.reserve_frames(s) + lead
+  prompts = [prompt_rows(gen, first_row(r.feed, ahead), spk, ctx, reserve)
+             for r, (_, spk, ctx, *_) in zip(reqs, requests)]
+  state = gen._prefill(gen.params, gen._batch(prompts, reserve))  # pylint: disable=protected-access
+  b = len(reqs)
+  # Committed like the rest of the state, or the step compiles twice.
+  device = state["h"].sharding
+  state.update(ptr=jax.device_put(jnp.zeros((b,), jnp.int32), device),
+               row=jax.device_put(jnp.zeros((), jnp.int32), device))
+  rows_left = min(gen.max_frames(s) + lead,
+                  gen.max_len - int(state["length"]))
+  temps = np.full((gen.n,), s.temperature, np.float32)
+  if s.codebook_temperatures is not None:
+    temps[:len(s.codebook_temperatures)] = s.codebook_temperatures
+  step = gen.aligned_step(fpc, s.top_k, s.top_p)
+  decoders = [gen.codec.streaming_decoder() if gen.codec else None
+              for _ in reqs]
+  if decoders and decoders[0] is not None and hasattr(decoders[0], "warm") \
+      and (fpc, None) not in gen._warm:  # pylint: disable=protected-access
+    decoders[0].warm(fpc, gen.n)
+    gen._warm.add((fpc, None))  # pylint: disable=protected-access
+  keys = jax.vmap(jax.random.key)(jnp.full((b,), s.seed, jnp.uint32))
+  tail = int(round(s.tail_seconds / gen.frame_seconds))
+  silent = [0] * b
+  silence_frames = int(s.silence_seconds / gen.frame_seconds)
+  ptr = np.zeros((b,), np.int64)
+  made = 0
+  while made < rows_left and not all(r.done for r in reqs):
+    for j, r in enumerate(reqs):
+      if not r.done:
+        r.feed.pull(int(ptr[j]) + fpc + 1 + ahead)
+    width = -(-max(len(r.feed.tokens) for r in reqs) // _BUCKET) * _BUCKET
+    tokens, n_tokens = _token_array(reqs, width)
+    out = step(gen.params, state,
+               jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
+               jnp.asarray(temps), jnp.asarray(tokens), jnp.asarray(n_tokens),
+               jnp.float32(s.advance_temperature))
+    codes, ends, audio_on, ptrs, state = out
+    codes = np.asarray(codes).transpose(1, 0, 2)  # (B, R, N)
+    ends, audio_on = np.asarray(ends).T, np.asarray(audio_on)
+    ptrs = np.asarray(ptrs).T
+    rows = made + 1 + np.arange(fpc)   # stream row index of each output
+    made += fpc
+    last = made >= rows_left
+    chunk_out = []
+    for j, r in enumerate(reqs):
+      if r.done:
+        chunk_out.append(None)
+        continue
+      ptr[j] = ptrs[j, -1]
+      if r.end_row is None and r.feed.closed:
+        past = np.flatnonzero(ptrs[j] >= len(r.feed.tokens))
+        if len(past):
+          r.end_row = int(rows[past[0]])
+      keep = audio_on
+      eos = np.flatnonzero(ends[j][keep])
+      if r.end_row is not None and not len(eos):
+        # The text has been spoken: training puts the end of speech
+        # ``lead`` rows after end-of-text; allow ``tail`` more.
+        over = np.flatnonzero(rows[keep] >= r.end_row + lead + tail)
+        eos = over[:1]
+      c, pcm, silent[j], ended = gen.push_frames(
+          codes[j][keep], eos, decoders[j], silent[j], s, silence_frames,
+          last=last)
+      r.done = ended
+      chunk_out.append(Chunk(c, pcm, time.perf_counter() - t0,
+                             eos=bool(len(eos))))
+    yield chunk_out
