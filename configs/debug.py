@@ -10,8 +10,8 @@ from csm_jax.config import preset
 def get_config(arg=None):
   return preset(
       "debug", arg,
-      train__steps=300, train__lr=1e-3, train__warmup_steps=20,
-      train__log_every=10, train__eval_every=100, train__ckpt_every=100,
+      train__steps=1000, train__lr=1e-3, train__warmup_steps=20,
+      train__log_every=10, train__eval_every=250, train__ckpt_every=250,
       model__text_loss_weight=0.1, model__decoder_frame_fraction=0.25,
       model__text_window=64, model__audio_window=256, model__max_seq_len=512,
       # 4 + 2 layers compile in seconds unrolled, and without the layer
@@ -20,4 +20,11 @@ def get_config(arg=None):
       data__seq_len=512, data__batch_size=4,
       # The spectral codec's recipe (configs/codec_debug.py): CPU minutes
       # of codec training on first run.
-      data__codec_steps=1200)
+      data__codec_steps=1200,
+      # A model that says its text (docs/text_stream.md): eSpeak's phonemes
+      # laid on the frames they are spoken in, the text two rows ahead of
+      # the audio, each row also showing the two tokens after its own;
+      # every turn's audio trains (context turns too), on the 3-hour corpus
+      # (on the 1-hour one the model learns its sentences by heart).
+      data__tokenizer_type="phoneme", model__text_stream="aligned",
+      data__loss_on="all_audio", data__corpus_size="medium")

@@ -56,6 +56,8 @@ def evaluate(checkpoint: str, out_dir: str, suite: str = "quick",
 
 def headline_json(data: dict) -> str:
   rows = {k: {m: data["rows"][k][m] for m in ("cer", "speaker_similarity",
-                                             "end_of_speech_rate")}
+                                             "end_of_speech_rate",
+                                             "ended_in_time")
+              if m in data["rows"][k]}
           for k in data["rows"]}
   return json.dumps(rows, indent=1)

@@ -47,4 +47,4 @@ class QuickSuiteHook:
     s = result.summary["model"]
     return {f"suite/{m}": s[m].value for m in
             ("cer", "wer", "speaker_similarity", "end_of_speech_rate",
-             "emotion_agreement", "duration_ratio")}
+             "emotion_agreement", "duration_ratio", "ended_in_time")}

@@ -19,6 +19,9 @@ in docs/evaluation.md):
 - ``end_of_speech_rate`` (model only): share of generations that stopped
   on the end-of-speech frame rather than a cap.
 - ``duration_ratio``: utterance seconds / ground-truth seconds (mean).
+- ``ended_in_time`` (model only): share of generations that stopped on the
+  end of speech with a duration ratio within ``IN_TIME`` (0.7-1.4): ended
+  by themselves, neither cut short nor run on.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ from csm_jax.eval import stats
 from csm_jax.eval import text_metrics
 
 METRICS = ("cer", "wer", "speaker_similarity", "emotion_agreement",
-           "f0_continuity", "end_of_speech_rate", "duration_ratio")
+           "f0_continuity", "end_of_speech_rate", "duration_ratio",
+           "ended_in_time")
+IN_TIME = (0.7, 1.4)
+# Measured on generations only: other rows show "-" for these.
+MODEL_ONLY = ("end_of_speech_rate", "ended_in_time")
 # Lower is better for these; the rest: higher, except duration_ratio (1).
 LOWER_IS_BETTER = ("cer", "wer")
 
@@ -70,6 +77,11 @@ class RowScores:
               else self.eos.astype(np.float64))
     if metric == "duration_ratio":
       return self.duration_s / np.maximum(self.truth_s, 1e-9)
+    if metric == "ended_in_time":
+      if self.eos is None:
+        return np.full(len(self.truth_s), np.nan)
+      r = self.item("duration_ratio")
+      return (self.eos & (r >= IN_TIME[0]) & (r <= IN_TIME[1])) * 1.0
     raise KeyError(metric)
 
 
@@ -143,7 +155,7 @@ def summarize(row: RowScores, seed: int = 0) -> dict[str, stats.Estimate]:
                                          seed=seed),
   }
   for m in ("speaker_similarity", "emotion_agreement", "end_of_speech_rate",
-            "duration_ratio"):
+            "duration_ratio", "ended_in_time"):
     out[m] = stats.mean(row.item(m), seed=seed)
   return out
 
@@ -157,7 +169,7 @@ def compare(a: RowScores, b: RowScores, seed: int = 0) -> dict:
                                 b.word_len, seed=seed),
   }
   for m in ("speaker_similarity", "emotion_agreement", "end_of_speech_rate",
-            "duration_ratio"):
+            "duration_ratio", "ended_in_time"):
     out[m] = stats.paired(a.item(m), b.item(m), seed=seed)
   return out
 

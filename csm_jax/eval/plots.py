@@ -25,7 +25,7 @@ def metric_bars(summary: dict, path: str) -> None:
   names = metrics.METRICS
   fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.2))
   for ax, m in zip(axes, names):
-    rows = [r for r in summary if not (m == "end_of_speech_rate" and
+    rows = [r for r in summary if not (m in metrics.MODEL_ONLY and
                                        not r.endswith("model"))]
     vals = [summary[r][m] for r in rows]
     x = np.arange(len(rows))

@@ -34,6 +34,9 @@ DEFINITIONS = {
     "end_of_speech_rate": "share of generations stopped by the "
                           "end-of-speech frame (model rows only)",
     "duration_ratio": "utterance seconds / ground-truth seconds",
+    "ended_in_time": "share of generations stopped by the end-of-speech "
+                     "frame with a duration ratio within 0.7-1.4 (model "
+                     "rows only)",
     "pragmatic_success": "not measured: the model is given the text it says, "
                          "so it has no conversational goal of its own to "
                          "reach; any number would be invented",
@@ -81,7 +84,7 @@ def _table(summary: dict, rows) -> list[str]:
   head = "| row | " + " | ".join(metrics.METRICS) + " |"
   lines = [head, "|" + "---|" * (len(metrics.METRICS) + 1)]
   for r in rows:
-    cells = [str(summary[r][m]) if not (m == "end_of_speech_rate" and
+    cells = [str(summary[r][m]) if not (m in metrics.MODEL_ONLY and
                                          not r.endswith("model")) else "-"
              for m in metrics.METRICS]
     lines.append(f"| {r} | " + " | ".join(cells) + " |")

@@ -234,14 +234,17 @@ def adversarial_identity(result: SuiteResult, instruments) -> dict[str, Any]:
 
 
 def headline(result: SuiteResult) -> str:
-  """CER, speaker similarity and end-of-speech rate, per row."""
+  """CER, speaker similarity, end-of-speech rate and the share ended in
+  time (on its end of speech, 0.7-1.4x the true duration), per row."""
   lines = ["row            CER                      speaker similarity       "
-           "end of speech"]
+           "end of speech            ended in time"]
   for name in result.summary:
     s = result.summary[name]
-    eos = (str(s["end_of_speech_rate"]) if name.endswith("model") else "-")
+    model = name.endswith("model")
+    eos = str(s["end_of_speech_rate"]) if model else "-"
+    timed = str(s["ended_in_time"]) if model and "ended_in_time" in s else "-"
     lines.append(f"{name:<14} {str(s['cer']):<24} "
-                 f"{str(s['speaker_similarity']):<24} {eos}")
+                 f"{str(s['speaker_similarity']):<24} {eos:<24} {timed}")
   return "\n".join(lines)
 
 

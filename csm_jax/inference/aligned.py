@@ -95,12 +95,14 @@ def check_streaming(config) -> None:
 # -- compiled rows ------------------------------------------------------------
 def generate_rows(model, state: dict, key, n_rows: int, temperature,
                   top_k: int, top_p: float, tokens, n_tokens, lead: int,
-                  advance_temperature, ahead: int = 0):
+                  advance_temperature, ahead: int = 0, allow_eos=None):
   """``n_rows`` rows in one scan (module docstring).
 
   ``state`` is a decoding state (``decode``) plus ``ptr`` (B,), the token
   each request's last row shows, and ``row`` (), that row's index in the
   turn's stream. ``tokens`` (B, L) and ``n_tokens`` (B,) are the text.
+  ``allow_eos`` (R,): rows that may end the speech at all (default all;
+  ``Sampling.min_seconds``); end of speech also waits for end-of-text.
   Returns (codes (R, B, N), end of speech (R, B), audio present (R,),
   token index (R, B), state).
   """
@@ -112,7 +114,11 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
     tok = jnp.take_along_axis(tokens, jnp.minimum(at, width - 1), axis=1)
     return jnp.where(at < n_tokens[:, None], tok, END_OF_TEXT)
 
-  def step(state, k):
+  allow = (jnp.ones((n_rows,), bool) if allow_eos is None
+           else jnp.asarray(allow_eos))
+
+  def step(state, inp):
+    k, ok = inp
     h, ptr = state["h"], state["ptr"]
     at_end = ptr >= n_tokens
     adv = sample(model.advance_head(h).astype(jnp.float32),
@@ -121,7 +127,7 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
     row = state["row"] + 1
     audio_on = row >= lead
     codes, eos = decode.decode_frame(model, h, k, temperature, top_k, top_p,
-                                     allow_eos=at_end)
+                                     allow_eos=at_end & ok)
     codes = jnp.where(audio_on, codes, 0)
     n = codes.shape[1]
     mask = jnp.concatenate([jnp.broadcast_to(audio_on, (b, 1, n)),
@@ -133,7 +139,8 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
     new.update(ptr=ptr_next, row=row)
     return new, (codes, eos & audio_on, audio_on, ptr_next)
 
-  state, out = jax.lax.scan(step, state, decode.split_keys(key, n_rows))
+  state, out = jax.lax.scan(step, state,
+                            (decode.split_keys(key, n_rows), allow))
   return (*out, state)
 
 
@@ -240,6 +247,8 @@ def stream(gen, requests, s, feeds=None):
     gen._warm.add((fpc, None))  # pylint: disable=protected-access
   keys = jax.vmap(jax.random.key)(jnp.full((b,), s.seed, jnp.uint32))
   tail = int(round(s.tail_seconds / gen.frame_seconds))
+  # No end of speech before ``min_seconds`` of frames (rows past the lead).
+  min_row = lead - 1 + int(round(s.min_seconds / gen.frame_seconds))
   silent = [0] * b
   silence_frames = int(s.silence_seconds / gen.frame_seconds)
   ptr = np.zeros((b,), np.int64)
@@ -253,7 +262,8 @@ def stream(gen, requests, s, feeds=None):
     out = step(gen.params, state,
                jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
                jnp.asarray(temps), jnp.asarray(tokens), jnp.asarray(n_tokens),
-               jnp.float32(s.advance_temperature))
+               jnp.float32(s.advance_temperature),
+               jnp.asarray(made + 1 + np.arange(fpc) > min_row))
     codes, ends, audio_on, ptrs, state = out
     codes = np.asarray(codes).transpose(1, 0, 2)  # (B, R, N)
     ends, audio_on = np.asarray(ends).T, np.asarray(audio_on)
@@ -276,7 +286,8 @@ def stream(gen, requests, s, feeds=None):
       if r.end_row is not None and not len(eos):
         # The text has been spoken: training puts the end of speech
         # ``lead`` rows after end-of-text; allow ``tail`` more.
-        over = np.flatnonzero(rows[keep] >= r.end_row + lead + tail)
+        over = np.flatnonzero(rows[keep] >= max(r.end_row + lead + tail,
+                                                min_row + 1))
         eos = over[:1]
       c, pcm, silent[j], ended = gen.push_frames(
           codes[j][keep], eos, decoders[j], silent[j], s, silence_frames,

@@ -203,11 +203,11 @@ class Generator:
       lead = text_stream.lead(self.config.model)
       ahead = text_stream.lookahead(self.config.model)
 
-      def fn(params, state, rng, temps, tokens, n_tokens, adv_temp):
+      def fn(params, state, rng, temps, tokens, n_tokens, adv_temp, allow):
         model = nnx.merge(self.graphdef, params)
         return aligned.generate_rows(model, state, rng, rows, temps, top_k,
                                      top_p, tokens, n_tokens, lead, adv_temp,
-                                     ahead)
+                                     ahead, allow)
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 

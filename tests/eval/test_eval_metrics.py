@@ -102,6 +102,8 @@ def test_emotion_agreement_f0_continuity_duration_and_eos():
   assert s["f0_continuity"].value == pytest.approx(1.0)
   assert s["duration_ratio"].value == pytest.approx(2.0)
   assert s["end_of_speech_rate"].value == pytest.approx(5 / 6)
+  # Twice the true length: ended, but not in time.
+  assert s["ended_in_time"].value == 0.0
   conf = metrics.confusion(row, 2)
   assert conf.trace() == 6
 
@@ -116,3 +118,14 @@ def test_an_empty_generation_counts_as_wrong_not_skipped():
   assert s["cer"].value == pytest.approx(
       len(ps[1].target.text) / sum(len(p.target.text) for p in ps))
   assert row.emotion_pred[1] == -1
+
+
+def test_ended_in_time_needs_the_end_of_speech_and_a_fitting_length():
+  ps = prompts(4)
+  inst = ClipInstruments({i: p.target.text for i, p in enumerate(ps)})
+  # Truth lasts 1 s: 1.0 s and 1.3 s fit 0.7-1.4x, 0.5 s and 1.5 s do not.
+  audios = [clip(p.target.speaker, 120, i, seconds=sec)
+            for i, (p, sec) in enumerate(zip(ps, (1.0, 1.3, 0.5, 1.5)))]
+  row = metrics.score_row("m", inst, ps, audios, SR,
+                          eos=[True, False, True, True])
+  np.testing.assert_array_equal(row.item("ended_in_time"), [1, 0, 0, 0])

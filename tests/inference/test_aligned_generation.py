@@ -48,7 +48,7 @@ def _rows_fed(gen, text, n_rows, seed=0):
   step = gen.aligned_step(n_rows, 0, 1.0)
   out = step(gen.params, state, jax.random.key(seed)[None],
              jnp.ones((gen.n,)), tokens, jnp.asarray([len(feed.tokens)]),
-             jnp.float32(1.0))
+             jnp.float32(1.0), jnp.ones((n_rows,), bool))
   return feed.tokens, np.asarray(out[3])[:, 0], out
 
 
@@ -155,3 +155,11 @@ def test_stdin_pieces_reads_a_pipe_as_it_comes():
   os.write(w, "\u00e9".encode()[-1:])
   os.close(w)
   assert first + "".join(gen) == "Hello there \u00e9"
+
+
+def test_no_end_of_speech_before_min_seconds():
+  gen, _ = _generator(advance_bias=30.0)
+  s = Sampling(max_seconds=6.0, min_seconds=4.0, frames_per_call=4,
+               tail_seconds=0.0)
+  res = gen.generate("Hi.", 1, (), s)
+  assert len(res["codes"]) >= int(4.0 / gen.frame_seconds)

@@ -162,7 +162,8 @@ def prepare(size: str = "default", data_dir: str | None = None,
             progress: bool = True) -> SyntheticDialogues:
   """Builds the dataset if it is not built yet; returns the builder."""
   b = builder(size, data_dir, num_workers=num_workers, progress=progress)
-  b.download_and_prepare()
+  with turns.in_memory_shuffle():
+    b.download_and_prepare()
   return b
 
 

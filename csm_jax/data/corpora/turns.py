@@ -9,6 +9,7 @@ write it, so training and evaluation read any corpus the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator
 
@@ -105,3 +106,23 @@ def read_texts(dataset_dir: str, split: str = "train") -> Iterator[str]:
   for i in range(len(src)):
     text = src[i]["text"]
     yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
+@contextlib.contextmanager
+def in_memory_shuffle(share: float = 0.5):
+  """tfds shuffles a split's examples in memory up to 1 GB, then spills
+  them to disk through TensorFlow's file API, which this project does not
+  install: a split over 1 GB (the 3-hour corpus) failed there. Inside this
+  context the in-memory limit is ``share`` of the memory available, so
+  such a split is shuffled in memory; larger builds go through Beam."""
+  from tensorflow_datasets.core import shuffle  # pylint: disable=g-import-not-at-top
+  old = shuffle.MAX_MEM_BUFFER_SIZE
+  try:
+    avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError, AttributeError):
+    avail = 0
+  shuffle.MAX_MEM_BUFFER_SIZE = max(old, int(share * avail))
+  try:
+    yield
+  finally:
+    shuffle.MAX_MEM_BUFFER_SIZE = old
