@@ -1,6 +1,6 @@
 """An ablation's table and plot from the quick suite's reports of its arms.
 
-``python -m csm_jax.eval.ablation --arm=NAME=REPORT_DIR ... --out=PNG``
+``python -m csm_jax.ablation --arm=NAME=REPORT_DIR ... --out=PNG``
 reads each arm's ``report.json`` (``evaluate --suite=quick``), prints a
 markdown table of the model row and its teacher-forced ceiling (CER, speaker
 similarity, end of speech, ended in time, each with its 95% interval, and
@@ -13,15 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
-
 from csm_jax.config.errors import UserError
-
-_ARMS = flags.DEFINE_multi_string(
-    "arm", [], "NAME=DIR: an arm's name and its quick-suite report directory "
-    "(repeat, in the order to show)")
-_OUT = flags.DEFINE_string("out", "ablation.png", "The plot to write.")
-_TITLE = flags.DEFINE_string("title", "", "The plot's title.")
 
 COLUMNS = (("cer", "CER (lower better)"),
            ("speaker_similarity", "speaker similarity"),
@@ -113,19 +105,3 @@ def plot(arms: dict[str, dict], path: str, title: str = "") -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  arms = read_arms(_ARMS.value)
-  if not arms:
-    raise app.UsageError("give at least one --arm=NAME=REPORT_DIR")
-  print(table(arms))
-  plot(arms, _OUT.value, _TITLE.value)
-  print(f"plot: {_OUT.value}")
-
-
-if __name__ == "__main__":
-  from csm_jax.cli import errors as cli_errors  # pylint: disable=g-import-not-at-top
-  cli_errors.run(main)
