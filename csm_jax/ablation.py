@@ -5,7 +5,8 @@
 
 Each ``--arm`` names an arm and the directory of its quick-suite report
 (``python -m csm_jax.evaluate --suite=quick``, with ``--compare`` for a
-paired CER difference). Prints a markdown table of the model row and its
+paired CER difference); ``DIR#compare_model`` takes the report's
+``--compare`` run as the arm. Prints a markdown table of the model row and its
 teacher-forced ceiling and draws them as bars with 95% intervals
 (``csm_jax.eval.ablation``).
 """

@@ -30,14 +30,19 @@ def read_arms(specs) -> dict[str, dict]:
     name, sep, path = spec.partition("=")
     if not sep:
       raise AblationError(f"--arm={spec}: expected NAME=REPORT_DIR")
+    # DIR#compare_model: the arm is the report's --compare run.
+    path, _, row = path.partition("#")
     f = os.path.join(path, "report.json")
     if not os.path.exists(f):
       raise AblationError(f"--arm={spec}: {f} does not exist (run "
                           "python -m csm_jax.evaluate --suite=quick first)")
     with open(f, encoding="utf-8") as fh:
       data = json.load(fh)
-    if "model" not in data.get("rows", {}):
-      raise AblationError(f"{f}: no model row")
+    row = row or "model"
+    if row not in data.get("rows", {}):
+      raise AblationError(f"{f}: no {row} row")
+    if row != "model":   # its own ceiling and paired figures are not here
+      data = {"rows": {"model": data["rows"][row]}, "compare": None}
     arms[name] = data
   return arms
 
@@ -96,7 +101,7 @@ def plot(arms: dict[str, dict], path: str, title: str = "") -> None:
       bottom = min(bottom, np.nanmin(np.append(v - lo, 0.0)))
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xticks(x)
-    ax.set_xticklabels(names, fontsize=8)
+    ax.set_xticklabels([n.replace(", ", "\n") for n in names], fontsize=8)
     ax.set_title(label, fontsize=10)
     ax.set_ylim(min(0.0, bottom - 0.05), 1)
   axes[0].legend(fontsize=8)

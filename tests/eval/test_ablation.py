@@ -28,6 +28,8 @@ def test_table_and_plot_show_every_arm(tmp_path):
   assert "| aligned | model | 0.400 [0.350, 0.450]" in text
   assert "| prefix | teacher_forced | 0.300" in text
   assert "-0.200 [-0.250, -0.150]" in text   # the paired difference
+  other = ablation.read_arms([f"bpe={a}#teacher_forced"])["bpe"]
+  assert other["rows"]["model"]["cer"]["value"] == 0.2
   png = tmp_path / "p.png"
   ablation.plot(arms, str(png), "t")
   assert png.stat().st_size > 10_000
