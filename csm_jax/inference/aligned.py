@@ -95,7 +95,8 @@ def check_streaming(config) -> None:
 # -- compiled rows ------------------------------------------------------------
 def generate_rows(model, state: dict, key, n_rows: int, temperature,
                   top_k: int, top_p: float, tokens, n_tokens, lead: int,
-                  advance_temperature, ahead: int = 0, allow_eos=None):
+                  advance_temperature, ahead: int = 0, allow_eos=None,
+                  n_levels: int | None = None):
   """``n_rows`` rows in one scan (module docstring).
 
   ``state`` is a decoding state (``decode``) plus ``ptr`` (B,), the token
@@ -103,6 +104,8 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
   turn's stream. ``tokens`` (B, L) and ``n_tokens`` (B,) are the text.
   ``allow_eos`` (R,): rows that may end the speech at all (default all;
   ``Sampling.min_seconds``); end of speech also waits for end-of-text.
+  ``n_levels``: only the first k codebooks are sampled and fed back
+  (adaptive quality, ``decode.decode_frame``).
   Returns (codes (R, B, N), end of speech (R, B), audio present (R,),
   token index (R, B), state).
   """
@@ -127,10 +130,11 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
     row = state["row"] + 1
     audio_on = row >= lead
     codes, eos = decode.decode_frame(model, h, k, temperature, top_k, top_p,
-                                     allow_eos=at_end & ok)
+                                     n_levels, allow_eos=at_end & ok)
     codes = jnp.where(audio_on, codes, 0)
     n = codes.shape[1]
-    mask = jnp.concatenate([jnp.broadcast_to(audio_on, (b, 1, n)),
+    present = audio_on & (jnp.arange(n) < (n_levels or n))
+    mask = jnp.concatenate([jnp.broadcast_to(present, (b, 1, n)),
                             jnp.ones((b, 1, 1), bool)], axis=-1)
     new = decode.append_rows(model, state, codes[:, None],
                              text_at(ptr_next)[:, None], mask,
@@ -213,9 +217,9 @@ def stream(gen, requests, s, feeds=None):
   ``Generator.stream_batch`` yields them; ``feeds`` (one ``TextFeed`` per
   request) replaces the texts when text streams in."""
   t0 = time.perf_counter()
-  if s.n_levels or s.speculative:
-    raise TextStreamError("--levels and --speculative are not available on "
-                          "the aligned text stream yet; leave them unset")
+  if s.speculative:
+    raise TextStreamError("--speculative is not available on the aligned "
+                          "text stream yet; leave it unset")
   if feeds is None:
     feeds = [TextFeed(gen.tokenizer, text) for text, *_ in requests]
   reqs = [_Request(f) for f in feeds]
@@ -238,13 +242,14 @@ def stream(gen, requests, s, feeds=None):
   temps = np.full((gen.n,), s.temperature, np.float32)
   if s.codebook_temperatures is not None:
     temps[:len(s.codebook_temperatures)] = s.codebook_temperatures
-  step = gen.aligned_step(fpc, s.top_k, s.top_p)
+  step = gen.aligned_step(fpc, s.top_k, s.top_p, s.n_levels)
+  levels = s.n_levels or gen.n
   decoders = [gen.codec.streaming_decoder() if gen.codec else None
               for _ in reqs]
   if decoders and decoders[0] is not None and hasattr(decoders[0], "warm") \
-      and (fpc, None) not in gen._warm:  # pylint: disable=protected-access
-    decoders[0].warm(fpc, gen.n)
-    gen._warm.add((fpc, None))  # pylint: disable=protected-access
+      and (fpc, s.n_levels) not in gen._warm:  # pylint: disable=protected-access
+    decoders[0].warm(fpc, levels)
+    gen._warm.add((fpc, s.n_levels))  # pylint: disable=protected-access
   keys = jax.vmap(jax.random.key)(jnp.full((b,), s.seed, jnp.uint32))
   tail = int(round(s.tail_seconds / gen.frame_seconds))
   # No end of speech before ``min_seconds`` of frames (rows past the lead).
@@ -290,8 +295,8 @@ def stream(gen, requests, s, feeds=None):
                                                 min_row + 1))
         eos = over[:1]
       c, pcm, silent[j], ended = gen.push_frames(
-          codes[j][keep], eos, decoders[j], silent[j], s, silence_frames,
-          last=last)
+          codes[j][keep][:, :levels], eos, decoders[j], silent[j], s,
+          silence_frames, last=last)
       r.done = ended
       chunk_out.append(Chunk(c, pcm, time.perf_counter() - t0,
                              eos=bool(len(eos))))

@@ -196,9 +196,10 @@ class Generator:
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 
-  def aligned_step(self, rows: int, top_k: int, top_p: float):
+  def aligned_step(self, rows: int, top_k: int, top_p: float,
+                   n_levels: int | None = None):
     """The compiled rows of the aligned text stream (``inference.aligned``)."""
-    key = ("aligned", rows, top_k, top_p)
+    key = ("aligned", rows, top_k, top_p, n_levels)
     if key not in self._steps:
       lead = text_stream.lead(self.config.model)
       ahead = text_stream.lookahead(self.config.model)
@@ -207,7 +208,7 @@ class Generator:
         model = nnx.merge(self.graphdef, params)
         return aligned.generate_rows(model, state, rng, rows, temps, top_k,
                                      top_p, tokens, n_tokens, lead, adv_temp,
-                                     ahead, allow)
+                                     ahead, allow, n_levels)
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 

@@ -163,3 +163,10 @@ def test_no_end_of_speech_before_min_seconds():
                tail_seconds=0.0)
   res = gen.generate("Hi.", 1, (), s)
   assert len(res["codes"]) >= int(4.0 / gen.frame_seconds)
+
+
+def test_fewer_levels_generate_only_those_codebooks():
+  gen, _ = _generator()
+  s = Sampling(max_seconds=1.0, frames_per_call=4, seed=2, n_levels=2)
+  res = gen.generate(TEXT, 1, (), s)
+  assert len(res["codes"]) > 0 and res["codes"].shape[1] == 2
