@@ -372,8 +372,7 @@ def structural_fields(c) -> dict[str, Any]:
   # Recorded only when on, so runs from before the stream compare equal.
   model.pop("prosody", None)
   model.pop("memory", None)
-  for key in ("text_stream", "text_lead", "text_lookahead",
-              "advance_loss_weight"):
+  for key in text_stream_lib.FIELDS:
     model.pop(key, None)
   model.update(text_stream_lib.structural(c.model))
   if memory_lib.enabled(c.model):

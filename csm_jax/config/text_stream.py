@@ -15,6 +15,8 @@ reads them as ``prefix``.
 from __future__ import annotations
 
 STREAMS = ("prefix", "aligned")
+# The switch's fields in config.model (add_fields).
+FIELDS = ("text_stream", "text_lead", "text_lookahead", "advance_loss_weight")
 
 
 def add_fields(m) -> None:

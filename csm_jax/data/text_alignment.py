@@ -87,6 +87,16 @@ def frame_index(starts, n_frames: int, frame_seconds: float) -> np.ndarray:
   return np.cumsum(out).astype(np.int32)
 
 
+def timed_index(tokenizer, ids, timing, n_frames: int,
+                frame_seconds: float) -> np.ndarray:
+  """The token each frame carries: from ``timing`` (phoneme symbols,
+  start seconds) matched to ``ids`` when given, else spread evenly."""
+  if timing is None:
+    return uniform_index(len(ids), n_frames)
+  starts = token_starts(tokenizer, ids, *timing, n_frames * frame_seconds)
+  return frame_index(starts, n_frames, frame_seconds)
+
+
 def uniform_index(n_tokens: int, n_frames: int) -> np.ndarray:
   """Tokens spread evenly over the frames: the layout of a context turn
   whose timings are unknown."""
@@ -123,9 +133,8 @@ class Aligner:
           "version (python -m csm_jax.prepare) or use "
           "model.text_stream='prefix'")
     ids = np.asarray(self.tokenizer.encode(text), np.int32)
-    starts = token_starts(self.tokenizer, ids, *found,
-                          n_frames * self.frame_seconds)
     try:
-      return ids, frame_index(starts, n_frames, self.frame_seconds)
+      return ids, timed_index(self.tokenizer, ids, found, n_frames,
+                              self.frame_seconds)
     except AlignmentError:
       return None

@@ -32,8 +32,7 @@ from csm_jax.config.errors import UserError
 from csm_jax.data.examples.frames import END_OF_TEXT, Turn, conversation_rows, \
     trim_context
 from csm_jax.data.phoneme_tokenizer import PhonemizeError, split_words
-from csm_jax.data.text_alignment import (frame_index, token_starts,
-                                         uniform_index)
+from csm_jax.data.text_alignment import timed_index
 from csm_jax.inference import decode
 from csm_jax.inference.chunk import Chunk
 from csm_jax.inference.sampling import derived_key, sample
@@ -152,14 +151,10 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
 def context_stream(tokenizer, turn, n_frames: int, frame_seconds: float):
   """(token ids, token index per frame) of a context turn: from its
   phoneme timings when given, else spread evenly."""
-  ids = np.asarray(tokenizer.encode(turn.text), np.int32)
-  timing = getattr(turn, "alignment", None)
-  if len(ids) > n_frames:  # more tokens than frames: keep what fits
-    ids = ids[:n_frames]
-  if timing is not None:
-    starts = token_starts(tokenizer, ids, *timing, n_frames * frame_seconds)
-    return ids, frame_index(starts, n_frames, frame_seconds)
-  return ids, uniform_index(len(ids), n_frames)
+  # More tokens than frames: keep what fits.
+  ids = np.asarray(tokenizer.encode(turn.text), np.int32)[:n_frames]
+  return ids, timed_index(tokenizer, ids, getattr(turn, "alignment", None),
+                          n_frames, frame_seconds)
 
 
 def prompt_rows(gen, first_tokens, speaker: int, context,
