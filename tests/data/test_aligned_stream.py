@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from csm_jax.data.examples.frames import (END_OF_TEXT, NO_TARGET, Turn,
+from csm_jax.data.examples.frames import (END_OF_TEXT, NO_TARGET,
+                                         ProsodyLayout, Turn,
                                          conversation_rows, pack)
 from csm_jax.data.phoneme_tokenizer import PhonemeTokenizer, PhonemizeError
 from csm_jax.data.text_alignment import (AlignmentError, frame_index,
@@ -137,3 +138,81 @@ def test_a_first_version_tokenizer_file_reads_as_it_did(tmp_path):
   old = PhonemeTokenizer.load(str(path))
   assert old.decode(old.encode("Go on.")) == "g|oU O2|n ."
   assert old.vocab_size < TOK.vocab_size
+
+
+def test_prosody_tokens_sit_on_the_rows_of_their_frames_codes():
+  lead, f = 2, 7
+  layout = ProsodyLayout(unvoiced=16, unknown_style=4)
+  turn, _ = _turn()
+  f0, energy = np.arange(f) + 3, np.arange(f) % 4
+  turn.prosody, turn.style = (f0, energy), 1
+  ctx, _ = _turn(trained=False)
+  ctx.prosody = (np.arange(f), np.full(f, 2))
+  rows = conversation_rows([ctx, turn], 3, prosody=layout, lead=lead,
+                           ahead=2)
+  audio_rows = rows["mask"][:, :-1].any(-1)
+  # The column is present exactly where a frame is (the end of speech too).
+  np.testing.assert_array_equal(rows["prosody_mask"], audio_rows)
+  n = len(rows["positions"]) // 2
+  for start, (tf0, ten), style in ((0, ctx.prosody, 4), (n, turn.prosody, 1)):
+    at = start + 2 + lead   # frame 0: after the tag rows and the lead
+    np.testing.assert_array_equal(rows["audio_tokens"][at:at + f],
+                                  turn.codes)
+    np.testing.assert_array_equal(rows["prosody_f0"][at:at + f], tf0)
+    np.testing.assert_array_equal(rows["prosody_energy"][at:at + f], ten)
+    assert rows["prosody_f0"][at + f] == layout.unvoiced   # end of speech
+    # Rows before the lead show text only: no frame, no prosody.
+    assert not rows["prosody_mask"][start:at].any()
+    assert set(rows["prosody_style"][start:start + n]) == {style}
+  # Off, the rows are exactly what they were.
+  plain = conversation_rows([ctx, turn], 3, lead=lead, ahead=2)
+  assert not any(k.startswith("prosody_") for k in plain)
+  for k, v in plain.items():
+    np.testing.assert_array_equal(rows[k], v)
+
+
+class _Aligner:
+  lead, ahead = 2, 2
+
+  def tag_rows(self, speaker):
+    return [2, 5 + speaker]
+
+  def stream(self, rec, text, n):
+    return np.asarray([40, 41, 42]), np.minimum(np.arange(n) * 3 // n, 2)
+
+
+class _ProsodyTurns:
+  bins = ProsodyLayout(unvoiced=16, unknown_style=4)
+  styles = [0, 1, 2, 3]
+
+  def tokens(self, pos, n):
+    return np.full(n, 10 + pos), np.full(n, pos % 4)
+
+
+def test_dialogue_examples_carry_both_streams_and_fit_the_batch_spec():
+  from csm_jax.data.batch import csm_batch_spec, validate_batch
+  from csm_jax.data.examples.dialogue import DialogueExamples, TokenCache
+  from tests.foundation.tiny import tiny_config
+  recs = [{"conversation_id": "c", "turn_index": i, "speaker_id": i % 2,
+           "text": f"turn {i}"} for i in range(4)]
+  codes = TokenCache([np.full((6 + i, 4), 1 + i) for i in range(4)])
+  ds = DialogueExamples(recs, codes, {"c": [0, 1, 2, 3]}, None, 4, 64,
+                        context_turns=1, loss_on="all_audio",
+                        prosody=_ProsodyTurns(), aligner=_Aligner())
+  ex = ds.example((2, [1]))
+  frame = ex["mask"][:, :-1].any(-1)
+  np.testing.assert_array_equal(ex["prosody_mask"], frame)
+  # Each frame's F0 id is its own turn's (10 + record), on its codes' row.
+  real = frame & (ex["audio_tokens"][:, 0] > 0)
+  np.testing.assert_array_equal(ex["prosody_f0"][real],
+                                9 + ex["audio_tokens"][real, 0])
+  # Only the target's style is given.
+  seg = np.flatnonzero(np.diff(frame.astype(int)) < 0)[0] + 1
+  assert set(ex["prosody_style"][:seg]) == {4}
+  assert set(ex["prosody_style"][seg:]) == {2}
+  c = tiny_config(model__text_vocab=256, model__text_stream="aligned",
+                  data__seq_len=64)
+  c.model.prosody.update(enabled=True, f0_bins=16, style_classes=2,
+                         intensity_bins=2, energy_bins=4)
+  batch = {k: v[None] for k, v in ds[0].items()}
+  validate_batch(batch, csm_batch_spec(c), 1)

@@ -134,15 +134,15 @@ class DialogueExamples:
 
   def _turn(self, pos: int, trained: bool, target: bool = False) -> Turn:
     codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
-    if self.aligner is not None:
-      return Turn(self.ids[pos], codes, trained, stream=self.streams[pos])
+    stream = None if self.aligner is None else self.streams[pos]
     if self.prosody is None:
-      return Turn(self.ids[pos], codes, trained)
+      return Turn(self.ids[pos], codes, trained, stream=stream)
     # Only the target turn's style is given (and predicted): generation
     # knows the style of the turn it speaks, not of the context's turns.
     return Turn(self.ids[pos], codes, trained,
                 prosody=self.prosody.tokens(pos, len(codes)),
-                style=self.prosody.styles[pos] if target else None)
+                style=self.prosody.styles[pos] if target else None,
+                stream=stream)
 
   def _turn_rows(self, pos: int) -> int:
     # Text rows, frames and the end-of-speech frame (frames.turn_rows),
@@ -167,7 +167,7 @@ class DialogueExamples:
                for p in self._kept_context(target)]
     if self.aligner is None:
       return conversation_rows(context + [cur], self.n, prosody=self.layout)
-    return conversation_rows(context + [cur], self.n,
+    return conversation_rows(context + [cur], self.n, prosody=self.layout,
                              lead=self.aligner.lead, ahead=self.aligner.ahead)
 
   def rows(self, target) -> int:

@@ -18,7 +18,9 @@ row, whether the next row moves on to the next token (-1: no target).
 With the prosody stream (``ProsodyLayout``) every audio row also carries
 the frame's prosody tokens (F0 id, energy id) and its turn's style id in
 ``prosody_*`` fields, present where ``prosody_mask`` is set: the extra
-column of the frame. The end-of-speech frame is unvoiced at energy 0.
+column of the frame. The end-of-speech frame is unvoiced at energy 0. On
+the aligned text stream the column follows the audio: frame r's tokens sit
+on row r + lead with its codes, not on the row of its text token.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ class ContextTrimmed(UserWarning):
   """Oldest context turns were dropped to fit the model's sequence."""
 
 
-def _prosody_rows(turn: Turn, t_len: int, f: int, layout: ProsodyLayout,
+def _prosody_rows(turn: Turn, start: int, n: int, layout: ProsodyLayout,
                   eos: bool) -> dict:
-  n = t_len + f
+  """The prosody column of a turn's ``n`` rows, its frames from row
+  ``start`` on (then its end-of-speech frame when ``eos``)."""
   f0 = np.zeros((n,), np.int32)
   energy = np.zeros((n,), np.int32)
   style = np.full((n,), layout.unknown_style if turn.style is None
@@ -86,18 +89,20 @@ def _prosody_rows(turn: Turn, t_len: int, f: int, layout: ProsodyLayout,
     if tf0.shape != (frames,) or ten.shape != (frames,):
       raise ValueError(f"prosody tokens of shapes {tf0.shape}, {ten.shape} "
                        f"for {frames} frames")
-    f0[t_len:t_len + frames], energy[t_len:t_len + frames] = tf0, ten
+    f0[start:start + frames], energy[start:start + frames] = tf0, ten
     if eos:
-      f0[t_len + frames] = layout.unvoiced
-    present[t_len:] = True
+      f0[start + frames] = layout.unvoiced
+    present[start:] = True
   return {"prosody_f0": f0, "prosody_energy": energy, "prosody_style": style,
           "prosody_mask": present}
 
 
 def aligned_turn_rows(turn: Turn, n_codebooks: int, lead: int,
-                      ahead: int = 0) -> dict:
+                      ahead: int = 0,
+                      prosody: ProsodyLayout | None = None) -> dict:
   """Rows of one turn on the aligned text stream (module docstring), with
-  ``advance`` (T,) targets; a turn without codes is its tag rows only."""
+  ``advance`` (T,) targets, and the ``PROSODY_FIELDS`` when ``prosody`` is
+  given; a turn without codes is its tag rows only."""
   t_len = len(turn.text_ids)
   if turn.codes is None:
     f = 0
@@ -139,8 +144,11 @@ def aligned_turn_rows(turn: Turn, n_codebooks: int, lead: int,
       loss[r0 + lead:] = True
     else:
       advance[:] = NO_TARGET
-  return {"audio_tokens": audio, "text_tokens": text, "mask": mask,
-          "loss_mask": loss, "advance": advance}
+  out = {"audio_tokens": audio, "text_tokens": text, "mask": mask,
+         "loss_mask": loss, "advance": advance}
+  if prosody is not None:   # on the frames' rows, as their codes
+    out.update(_prosody_rows(turn, t_len + lead, n, prosody, eos=True))
+  return out
 
 
 def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True,
@@ -150,10 +158,10 @@ def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True,
   and the ``PROSODY_FIELDS`` (T,) when ``prosody`` is given; with ``lead``
   the aligned text stream's rows (``aligned_turn_rows``)."""
   if lead is not None:
-    if prosody is not None or not eos:
-      raise ValueError("the aligned text stream has no prosody column and "
-                       "always ends a turn with its end-of-speech frame")
-    return aligned_turn_rows(turn, n_codebooks, lead, ahead)
+    if not eos:
+      raise ValueError("the aligned text stream always ends a turn with its "
+                       "end-of-speech frame")
+    return aligned_turn_rows(turn, n_codebooks, lead, ahead, prosody)
   t_len = len(turn.text_ids)
   codes = (np.zeros((0, n_codebooks), np.int32) if turn.codes is None
            else np.asarray(turn.codes, np.int32))
@@ -176,7 +184,7 @@ def turn_rows(turn: Turn, n_codebooks: int, eos: bool = True,
   out = {"audio_tokens": audio, "text_tokens": text, "mask": mask,
          "loss_mask": loss}
   if prosody is not None:
-    out.update(_prosody_rows(turn, t_len, f, prosody, eos))
+    out.update(_prosody_rows(turn, t_len, t_len + f, prosody, eos))
   return out
 
 
