@@ -6,7 +6,9 @@ column of every frame, the text leading the audio by ``model.text_lead``
 rows and each row also showing the ``text_lookahead`` tokens after its
 own, with an advance head that says when the next row moves on to the
 next token (``data.examples.frames``, ``inference.aligned``). Timings come
-from the corpus's phoneme events, so ``aligned`` reads phoneme tokens.
+from the corpus's phoneme events, so ``aligned`` reads phoneme tokens. The
+prosody stream (``model.prosody``) works on either layout; the memory
+only on ``prefix``.
 
 Configs saved before the switch have none of these fields: ``stream(m)``
 reads them as ``prefix``.
@@ -66,12 +68,11 @@ def validate(c, check) -> None:
   check(c.data.source == "dialogues", "model.text_stream",
         "'aligned' needs turn timings, which only dialogues corpora hold "
         f"(data.source={c.data.source!r})")
-  for section in ("prosody", "memory"):
-    sub = m.get(section)
-    check(sub is None or not sub.get("enabled", False),
-          f"model.{section}.enabled",
-          "is not implemented with the aligned text stream yet; use "
-          "model.text_stream='prefix'")
+  memory = m.get("memory")
+  check(memory is None or not memory.get("enabled", False),
+        "model.memory.enabled",
+        "is not implemented with the aligned text stream yet; use "
+        "model.text_stream='prefix'")
 
 
 def structural(m) -> dict:

@@ -15,6 +15,14 @@ chunk of k rows runs once k + 1 + lookahead tokens past the current one
 are known (or the text is closed), and the tokens of
 a word are final once whitespace follows it (``PhonemeTokenizer`` phonemizes
 word by word), so streamed text gives the frames of the whole text.
+
+With the prosody stream (``model.prosody``) a row's frame is two-stage, as
+on the prefix stream (``decode.decode_frame``): its prosody tokens first
+(sampled, or taken from a sketch), then its codes, and the row fed back
+carries both, the prosody column on the frame's row as in training. The
+turn's style is given or sampled once, from the state that predicts its
+first frame (row ``text_lead`` - 1); context turns carry the prosody
+tokens of their audio (``aligned_prosody``).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from csm_jax.data.examples.frames import END_OF_TEXT, Turn, conversation_rows, \
     trim_context
 from csm_jax.data.phoneme_tokenizer import PhonemizeError, split_words
 from csm_jax.data.text_alignment import timed_index
-from csm_jax.inference import decode
+from csm_jax.inference import aligned_prosody, decode
 from csm_jax.inference.chunk import Chunk
 from csm_jax.inference.sampling import derived_key, sample
 
@@ -95,20 +103,26 @@ def check_streaming(config) -> None:
 def generate_rows(model, state: dict, key, n_rows: int, temperature,
                   top_k: int, top_p: float, tokens, n_tokens, lead: int,
                   advance_temperature, ahead: int = 0, allow_eos=None,
-                  n_levels: int | None = None):
+                  n_levels: int | None = None, plan=None,
+                  prosody_temperature=None):
   """``n_rows`` rows in one scan (module docstring).
 
   ``state`` is a decoding state (``decode``) plus ``ptr`` (B,), the token
   each request's last row shows, and ``row`` (), that row's index in the
   turn's stream. ``tokens`` (B, L) and ``n_tokens`` (B,) are the text.
-  ``allow_eos`` (R,): rows that may end the speech at all (default all;
-  ``Sampling.min_seconds``); end of speech also waits for end-of-text.
-  ``n_levels``: only the first k codebooks are sampled and fed back
-  (adaptive quality, ``decode.decode_frame``).
+  ``allow_eos`` (R,) or (R, B): rows that may end the speech at all
+  (default all; ``Sampling.min_seconds``, a sketch's length); end of speech
+  also waits for end-of-text. ``n_levels``: only the first k codebooks are
+  sampled and fed back (adaptive quality, ``decode.decode_frame``).
   Returns (codes (R, B, N), end of speech (R, B), audio present (R,),
   token index (R, B), state).
+
+  With the prosody stream, ``plan`` holds the sketch each row's frame
+  follows ((R, B) arrays, ``decode.plan_frame``), and a sixth value is
+  returned: the rows' (F0 ids, energy ids), each (R, B).
   """
   b, width = tokens.shape
+  on = getattr(model, "prosody", None) is not None
 
   def text_at(ptr):
     """(B, 1 + ahead): the token at ``ptr`` and the ones after it."""
@@ -120,7 +134,7 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
            else jnp.asarray(allow_eos))
 
   def step(state, inp):
-    k, ok = inp
+    k, ok, given = inp
     h, ptr = state["h"], state["ptr"]
     at_end = ptr >= n_tokens
     adv = sample(model.advance_head(h).astype(jnp.float32),
@@ -128,8 +142,21 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
     ptr_next = jnp.where(at_end, ptr, ptr + adv)
     row = state["row"] + 1
     audio_on = row >= lead
-    codes, eos = decode.decode_frame(model, h, k, temperature, top_k, top_p,
-                                     n_levels, allow_eos=at_end & ok)
+    column = None
+    if on:
+      pt = (temperature[0] if prosody_temperature is None
+            else prosody_temperature)
+      state = aligned_prosody.with_first_style(
+          model, state, derived_key(k, 4), row == lead, pt)
+      codes, eos, tokens_out = decode.decode_frame(
+          model, h, k, temperature, top_k, top_p, n_levels,
+          allow_eos=at_end & ok, style=state["style"], plan=given,
+          prosody_temperature=prosody_temperature)
+      tokens_out, column = aligned_prosody.row_column(
+          tokens_out, state["style"], audio_on)
+    else:
+      codes, eos = decode.decode_frame(model, h, k, temperature, top_k,
+                                       top_p, n_levels, allow_eos=at_end & ok)
     codes = jnp.where(audio_on, codes, 0)
     n = codes.shape[1]
     present = audio_on & (jnp.arange(n) < (n_levels or n))
@@ -138,13 +165,15 @@ def generate_rows(model, state: dict, key, n_rows: int, temperature,
     new = decode.append_rows(model, state, codes[:, None],
                              text_at(ptr_next)[:, None], mask,
                              state["pos"][:, None], jnp.ones((b, 1),
-                                                             jnp.int32))
+                                                             jnp.int32),
+                             prosody=column)
     new.update(ptr=ptr_next, row=row)
-    return new, (codes, eos & audio_on, audio_on, ptr_next)
+    out = (codes, eos & audio_on, audio_on, ptr_next)
+    return new, out + ((tokens_out,) if on else ())
 
   state, out = jax.lax.scan(step, state,
-                            (decode.split_keys(key, n_rows), allow))
-  return (*out, state)
+                            (decode.split_keys(key, n_rows), allow, plan))
+  return (*out[:4], state) + ((out[4],) if on else ())
 
 
 # -- prompts ------------------------------------------------------------------
@@ -167,19 +196,25 @@ def prompt_rows(gen, first_tokens, speaker: int, context,
   turns = []
   for t in context:
     codes = gen._encode(t)  # pylint: disable=protected-access
+    # With the prosody stream, the tokens of its audio (style unknown).
+    prosody = (None if gen.bins is None
+               else gen._context_prosody(t, codes))  # pylint: disable=protected-access
     turns.append(Turn(np.asarray([tok.bos_id, tok.speaker_token_id(
-        t.speaker)]), codes, stream=context_stream(tok, t, len(codes),
-                                                   gen.frame_seconds)))
+        t.speaker)]), codes, prosody=prosody,
+        stream=context_stream(tok, t, len(codes), gen.frame_seconds)))
   current = Turn(np.asarray([tok.bos_id, tok.speaker_token_id(speaker)]),
                  None)
   kept = trim_context(turns, current, gen.max_len, reserve=reserve + 1,
                       lead=lead)
-  rows = conversation_rows(kept + [current], gen.n, lead=lead, ahead=ahead)
+  rows = conversation_rows(kept + [current], gen.n, prosody=gen.layout,
+                           lead=lead, ahead=ahead)
   first = {"audio_tokens": np.zeros((1, gen.n), np.int32),
            "text_tokens": np.asarray([first_tokens], np.int32),
            "mask": np.eye(1, gen.n + 1, gen.n, dtype=bool),
            "positions": rows["positions"][-1:] + 1,
            "segment_ids": np.ones((1,), np.int32)}
+  if gen.layout is not None:
+    first.update(aligned_prosody.no_column(gen.layout, 1))
   return {k: np.concatenate([rows[k], v]) for k, v in first.items()}
 
 
@@ -207,10 +242,14 @@ def _token_array(reqs, width: int):
   return out, n
 
 
-def stream(gen, requests, s, feeds=None):
+def stream(gen, requests, s, styles=None, sketches=None, audio: bool = True,
+           stop_at=None, feeds=None):
   """Chunks for ``requests`` ((text, speaker, context), ...), as
   ``Generator.stream_batch`` yields them; ``feeds`` (one ``TextFeed`` per
-  request) replaces the texts when text streams in."""
+  request) replaces the texts when text streams in. With the prosody
+  stream: each request's given style id (-1: the model's) and sketch,
+  ``stop_at`` (end where the sketch ends), and ``audio`` False plans
+  without decoding (``aligned_prosody``)."""
   t0 = time.perf_counter()
   if s.speculative:
     raise TextStreamError("--speculative is not available on the aligned "
@@ -234,12 +273,17 @@ def stream(gen, requests, s, feeds=None):
                row=jax.device_put(jnp.zeros((), jnp.int32), device))
   rows_left = min(gen.max_frames(s) + lead,
                   gen.max_len - int(state["length"]))
+  plan = None
+  if gen.bins is not None:
+    state, plan = aligned_prosody.start(gen, state, styles, sketches,
+                                        stop_at, s, lead, rows_left + fpc)
+  no_end = np.zeros((b,), np.int64) if plan is None else plan.no_end
   temps = np.full((gen.n,), s.temperature, np.float32)
   if s.codebook_temperatures is not None:
     temps[:len(s.codebook_temperatures)] = s.codebook_temperatures
   step = gen.aligned_step(fpc, s.top_k, s.top_p, s.n_levels)
   levels = s.n_levels or gen.n
-  decoders = [gen.codec.streaming_decoder() if gen.codec else None
+  decoders = [gen.codec.streaming_decoder() if gen.codec and audio else None
               for _ in reqs]
   if decoders and decoders[0] is not None and hasattr(decoders[0], "warm") \
       and (fpc, s.n_levels) not in gen._warm:  # pylint: disable=protected-access
@@ -247,8 +291,10 @@ def stream(gen, requests, s, feeds=None):
     gen._warm.add((fpc, s.n_levels))  # pylint: disable=protected-access
   keys = jax.vmap(jax.random.key)(jnp.full((b,), s.seed, jnp.uint32))
   tail = int(round(s.tail_seconds / gen.frame_seconds))
-  # No end of speech before ``min_seconds`` of frames (rows past the lead).
+  # No end of speech before ``min_seconds`` of frames (rows past the lead),
+  # nor before a request's sketch ends.
   min_row = lead - 1 + int(round(s.min_seconds / gen.frame_seconds))
+  first_end = np.maximum(min_row + 1, lead + no_end)   # (B,)
   silent = [0] * b
   silence_frames = int(s.silence_seconds / gen.frame_seconds)
   ptr = np.zeros((b,), np.int64)
@@ -259,16 +305,19 @@ def stream(gen, requests, s, feeds=None):
         r.feed.pull(int(ptr[j]) + fpc + 1 + ahead)
     width = -(-max(len(r.feed.tokens) for r in reqs) // _BUCKET) * _BUCKET
     tokens, n_tokens = _token_array(reqs, width)
+    rows = made + 1 + np.arange(fpc)   # stream row index of each output
+    extra = () if plan is None else (plan.chunk(made, fpc), plan.temperature)
     out = step(gen.params, state,
                jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
                jnp.asarray(temps), jnp.asarray(tokens), jnp.asarray(n_tokens),
                jnp.float32(s.advance_temperature),
-               jnp.asarray(made + 1 + np.arange(fpc) > min_row))
-    codes, ends, audio_on, ptrs, state = out
+               jnp.asarray(rows[:, None] >= first_end[None]), *extra)
+    codes, ends, audio_on, ptrs, state = out[:5]
     codes = np.asarray(codes).transpose(1, 0, 2)  # (B, R, N)
     ends, audio_on = np.asarray(ends).T, np.asarray(audio_on)
     ptrs = np.asarray(ptrs).T
-    rows = made + 1 + np.arange(fpc)   # stream row index of each output
+    planned = (None if plan is None else
+               np.stack([np.asarray(t).T for t in out[5]], -1))  # (B, R, 2)
     made += fpc
     last = made >= rows_left
     chunk_out = []
@@ -287,12 +336,22 @@ def stream(gen, requests, s, feeds=None):
         # The text has been spoken: training puts the end of speech
         # ``lead`` rows after end-of-text; allow ``tail`` more.
         over = np.flatnonzero(rows[keep] >= max(r.end_row + lead + tail,
-                                                min_row + 1))
+                                                first_end[j]))
         eos = over[:1]
+      if plan is not None and plan.stop[j] is not None:
+        # The paced plan's end is this utterance's end of speech.
+        cut = np.flatnonzero(rows[keep] >= lead + plan.stop[j])[:1]
+        if len(cut):
+          eos = np.minimum(eos, cut) if len(eos) else cut
+      tok = None if planned is None else planned[j][keep]
+      if tok is not None and len(eos):
+        tok = tok[:eos[0]]
       c, pcm, silent[j], ended = gen.push_frames(
           codes[j][keep][:, :levels], eos, decoders[j], silent[j], s,
           silence_frames, last=last)
       r.done = ended
       chunk_out.append(Chunk(c, pcm, time.perf_counter() - t0,
-                             eos=bool(len(eos))))
+                             eos=bool(len(eos)), prosody=tok,
+                             style=None if plan is None
+                             else aligned_prosody.style_of(gen, state, j)))
     yield chunk_out

@@ -276,6 +276,8 @@ def check_sketch(gen: Generator, sketch: prosody_control.Sketch,
         f"({frames * gen.frame_seconds:.2f} s{paced}) but --max_seconds="
         f"{sampling.max_seconds:g} allows {cap}; raise --max_seconds or "
         "shorten the sketch")
+  if text == "-":   # streamed in (--text=-): its rows are not known yet
+    return
   rows = len(gen.tokenizer.encode_turn(speaker, text))
   room = gen.max_len - rows
   if frames > room:
@@ -360,11 +362,9 @@ def speak(gen: Generator, text: str, speaker: int, context, sampling: Sampling,
   ``text`` "-" streams it in from standard input (``stdin_pieces``)."""
   check_sampling(gen, sampling)
   if text == "-":
-    if control is not None:
-      raise RequestError("prosody controls need the whole text; give "
-                         "--text=... instead of '-'")
     check_streaming(gen.config)
-    source = gen.stream_text(stdin_pieces(), speaker, context, sampling)
+    source = gen.stream_text(stdin_pieces(), speaker, context, sampling,
+                             control)
   else:
     check_fits(gen, text, speaker, sampling)
     source = gen.stream(text, speaker, context, sampling, control)

@@ -18,12 +18,15 @@ otherwise sampled from the model), a ``Sketch`` stage 1 follows instead of
 sampling (no end of speech before the sketch ends; frames after it are
 free), and ``pace``. Context turns get their prosody tokens from their
 audio, by the same extraction as training. Every chunk reports the plan
-its frames followed.
+its frames followed. The same holds on the aligned text stream
+(``inference.aligned``, ``inference.aligned_prosody``), text streamed in
+included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Iterable, Iterator, Sequence
 
@@ -204,11 +207,12 @@ class Generator:
       lead = text_stream.lead(self.config.model)
       ahead = text_stream.lookahead(self.config.model)
 
-      def fn(params, state, rng, temps, tokens, n_tokens, adv_temp, allow):
+      def fn(params, state, rng, temps, tokens, n_tokens, adv_temp, allow,
+             plan=None, ptemp=None):
         model = nnx.merge(self.graphdef, params)
         return aligned.generate_rows(model, state, rng, rows, temps, top_k,
                                      top_p, tokens, n_tokens, lead, adv_temp,
-                                     ahead, allow, n_levels)
+                                     ahead, allow, n_levels, plan, ptemp)
       self._steps[key] = jax.jit(fn)
     return self._steps[key]
 
@@ -287,14 +291,16 @@ class Generator:
   # -- generation ---------------------------------------------------------------
   def stream_text(self, pieces: Iterable[str], speaker: int,
                   context: Sequence[ContextTurn] = (),
-                  sampling: Sampling = Sampling()) -> Iterator[Chunk]:
+                  sampling: Sampling = Sampling(),
+                  control: Control | None = None) -> Iterator[Chunk]:
     """``stream`` with the text arriving in ``pieces`` while audio streams
     out (an aligned-stream model only, ``inference.aligned``): the same
     frames as the whole text, given the same seed."""
     aligned.check_streaming(self.config)
     feed = aligned.TextFeed(self.tokenizer, pieces)
-    for chunks in aligned.stream(self, [(None, speaker, context)], sampling,
-                                 [feed]):
+    for chunks in self.stream_batch([(None, speaker, context)], sampling,
+                                    None if control is None else [control],
+                                    feeds=[feed]):
       if chunks[0] is not None:
         yield chunks[0]
 
@@ -359,32 +365,37 @@ class Generator:
 
   # -- generation ---------------------------------------------------------------
   def stream_batch(self, requests, sampling: Sampling = Sampling(),
-                   controls: Sequence[Control] | None = None):
+                   controls: Sequence[Control] | None = None, feeds=None):
     """Several prompts at once; yields a list (None for finished ones).
 
     ``controls`` gives each request its own prosody controls (default: the
-    ones of ``sampling`` for all).
+    ones of ``sampling`` for all); ``feeds`` (aligned stream): each
+    request's text arriving as it comes (``aligned.TextFeed``).
     """
     s = sampling
     controls = self._controls(len(requests), s, controls)
+    run = self._stream
     if text_stream.aligned(self.config.model):
-      yield from aligned.stream(self, requests, s)
-      return
+      run = functools.partial(aligned.stream, self, feeds=feeds)
     if self.bins is None:
-      yield from self._stream(requests, s, None, None)
+      yield from run(requests, s, None, None)
       return
     styles = self._style_ids(controls)
     sketches = [c.sketch for c in controls]
     if s.pace != 1.0 and any(sk is None for sk in sketches):
+      if feeds is not None:
+        raise aligned.TextStreamError(
+            "--pace without a sketch plans the whole utterance before "
+            "speaking it; give the whole text, or a sketch to pace")
       # No sketch to pace: the model's own plan, sampled first (no audio),
       # is paced and followed. The second pass keeps the style it chose.
       own = [[] for _ in requests]
       chosen = list(styles)
-      for chunks in self._stream(requests, s, styles, sketches, audio=False):
+      for chunks in run(requests, s, styles, sketches, audio=False):
         for j, c in enumerate(chunks):
           if c is not None:
             own[j].append(c.prosody)
-            chosen[j] = c.style
+            chosen[j] = chosen[j] if c.style is None else c.style
       styles = np.asarray(chosen, np.int32)
       for j, sk in enumerate(sketches):
         frames = np.concatenate(own[j]) if own[j] else np.zeros((0, 2))
@@ -396,7 +407,7 @@ class Generator:
     sketches = [None if sk is None else sk.paced(s.pace) for sk in sketches]
     stop_at = [c.end_with_sketch and sk is not None
                for c, sk in zip(controls, sketches)]
-    yield from self._stream(requests, s, styles, sketches, stop_at=stop_at)
+    yield from run(requests, s, styles, sketches, stop_at=stop_at)
 
   def reserve_frames(self, s: Sampling) -> int:
     """Rows a prompt leaves free for the frames ``s`` may generate."""
@@ -561,7 +572,8 @@ class Generator:
     prosody = (np.concatenate([c.prosody for c in chunks])
                if chunks and chunks[0].prosody is not None else None)
     return {"audio": audio, "codes": codes, "prosody": prosody,
-            "style": chunks[0].style if chunks else None,
+            "style": next((c.style for c in chunks if c.style is not None),
+                          None),
             "eos": any(c.eos for c in chunks),
             "first_chunk_s": chunks[0].elapsed_s if chunks else 0.0,
             "compute_s": chunks[-1].elapsed_s if chunks else 0.0,

@@ -117,3 +117,13 @@ def fitted_stats(config, contours, speakers):
   labels = np.arange(len(contours)) % 2
   return pt.fit_stats(contours, speakers, feats, labels, ["calm", "lively"],
                       config.model.prosody)
+
+
+def fitted_bins(config, turns=8, frames=20):
+  """Binning fitted on ``turns`` random tone-codec utterances."""
+  rng = np.random.default_rng(0)
+  codec = ToneCodec()
+  contours = [pt.frame_contour(codec.decode(x), SR, FRAME_RATE, len(x))
+              for x in (utterance_codes(rng, frames) for _ in range(turns))]
+  return pt.ProsodyBins(config.model.prosody,
+                        fitted_stats(config, contours, [0] * turns))

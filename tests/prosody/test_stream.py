@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from csm_jax.data import prosody_tokens as pt
 from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
                                          conversation_rows, pack)
 from csm_jax.inference import cli
@@ -29,11 +28,7 @@ SEQ = 48
 
 
 def _bins(c):
-  rng = np.random.default_rng(0)
-  codec = H.ToneCodec()
-  contours = [pt.frame_contour(codec.decode(x), H.SR, H.FRAME_RATE, len(x))
-              for x in (H.utterance_codes(rng, 20) for _ in range(8))]
-  return pt.ProsodyBins(c.model.prosody, H.fitted_stats(c, contours, [0] * 8))
+  return H.fitted_bins(c)
 
 
 def _batch(bins, prosody=True):
