@@ -28,6 +28,13 @@
                        to first audio, ms/frame) against the number of
                        codebooks generated (--levels, default 1, 2, 4, ...
                        and all)
+  --suite=paper        the results page: the full suite, speed, and
+                       Experiments 1-3 (each variant trained from RUN) in
+                       one DIR/results.md with every table, its intervals,
+                       the plots, the listening pairs, and the commit,
+                       configs and seeds that remake it (about an hour on
+                       2 cores; --publish=docs/results.md copies the page
+                       and its plots into the docs)
   --compare=RUN2       paired differences against a second run (same codec)
   --recognizer=DIR     quick/full: score with a local Whisper or CTC model
                        directory instead of the corpus-trained recognizer
@@ -54,7 +61,8 @@ _OUT = flags.DEFINE_string("out", None, "Report directory (default: "
                            "<checkpoint>/eval/<suite>).")
 _SUITE = flags.DEFINE_enum(
     "suite", "quick", ["quick", "full", "experiment1", "experiment2",
-                       "experiment3", "curve", "codec_curve", "levels"],
+                       "experiment3", "curve", "codec_curve", "levels",
+                       "paper"],
     "What to run.")
 _COMPARE = flags.DEFINE_string(
     "compare", None, "A second run for paired differences (experiment3: the "
@@ -84,6 +92,18 @@ _CONVERSATIONS = flags.DEFINE_integer(
 _LEVELS = flags.DEFINE_list(
     "levels", None, "levels: the codebook counts to compare (default 1, 2, "
     "4, ... and the model's all).")
+_SECTIONS = flags.DEFINE_list(
+    "sections", None, "paper: the sections to run (default all: model, "
+    "speed, experiment1, experiment2, experiment3).")
+_PROSODY_STEPS = flags.DEFINE_integer(
+    "prosody_steps", 300, "paper: Experiment 3's training steps of each "
+    "model (with and without the prosody stream) from RUN.")
+_PROBE_STEPS = flags.DEFINE_integer(
+    "probe_steps", 1500, "paper: Experiment 1's training steps of each "
+    "probe.")
+_PUBLISH = flags.DEFINE_string(
+    "publish", None, "paper: also copy DIR/results.md to this page (e.g. "
+    "docs/results.md) and the plots it shows beside it, in img/results/.")
 _RECOGNIZER = flags.DEFINE_string(
     "recognizer", "corpus", "quick/full: 'corpus' (the recognizer trained "
     "on the run's corpus) or a local Whisper or CTC model directory "
@@ -103,6 +123,29 @@ def _parse_levels(values):
     raise app.UsageError(f"--levels: integers, got {','.join(values)}")
 
 
+def _paper(out):
+  # pylint: disable=g-import-not-at-top
+  import os
+  import sys
+  from csm_jax.eval import paper
+  from csm_jax.eval.paper_page import publish
+  budget = paper.Budget(
+      prompts=_PROMPTS.value, probe_steps=_PROBE_STEPS.value,
+      memory_steps=_TRAIN_STEPS.value, conversations=_CONVERSATIONS.value
+      if _CONVERSATIONS.value is not None else paper.Budget.conversations,
+      prosody_steps=_PROSODY_STEPS.value)
+  command = " ".join(["python -m csm_jax.evaluate"] + sys.argv[1:])
+  paper.run_paper(_CKPT.value, out, seed=_SEED.value, budget=budget,
+                  sections=tuple(_SECTIONS.value or paper.SECTIONS),
+                  command=command)
+  print(f"results: {os.path.join(out, 'results.md')}")
+  if _PUBLISH.value:
+    images = os.path.join(os.path.dirname(os.path.abspath(_PUBLISH.value)),
+                          "img", "results")
+    publish(out, _PUBLISH.value, images)
+    print(f"published: {_PUBLISH.value} (plots in {images})")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
@@ -117,6 +160,9 @@ def main(argv):
         raise app.UsageError(f"--{flag.name}: the {_SUITE.value} suite "
                              "scores with the corpus-trained instruments; "
                              "plugged ones are for quick and full")
+  if _SUITE.value == "paper":
+    _paper(out)
+    return
   if _SUITE.value == "experiment1":
     from csm_jax.eval.experiment1 import run_experiment1
     run_experiment1(_CKPT.value, out, seed=_SEED.value)

@@ -13,6 +13,11 @@ on the held-out conversations, against three baselines:
 - shuffled tokens: the same probe on the same frames in random order, which
   keeps what the frames contain but not when.
 
+A fifth system asks whether voice adds to text: the trigram's and the
+probe's next-word distributions multiplied (log-probabilities summed with
+equal weight, no weight fitted to the held-out set), against the trigram
+alone on the same examples.
+
 A fourth system asks whether the trained CSM has learnt more from its
 text than the codes show: the same probe on the frozen backbone's states
 over the same window of frames, fed as audio rows alone (no text rows, as
@@ -41,7 +46,7 @@ from csm_jax.eval import text_metrics
 from csm_jax.eval.alignment import AlignmentError, word_end_times
 from csm_jax.eval.instruments import ensure_instruments
 from csm_jax.eval.ngram import NGram
-from csm_jax.eval.probe import ProbeTask, map_batches, predict
+from csm_jax.eval.probe import ProbeTask, log_probs, map_batches
 from csm_jax.inference.loading import load_generator
 from csm_jax.store import models
 from csm_jax.training.trainer import Trainer
@@ -147,15 +152,30 @@ def _probe_config(workdir_steps: int, seed: int):
 
 
 def _train_probe(name, out_dir, train, heldout, n_cb, cb_size, n_classes,
-                 seed, feature_dim: int = 0):
-  c = _probe_config(PROBE_STEPS, seed)
+                 seed, feature_dim: int = 0, steps: int = PROBE_STEPS):
+  """The trained probe's (N, classes) log-probabilities on ``heldout``."""
+  c = _probe_config(steps, seed)
   task = ProbeTask(c, train, heldout, n_cb, cb_size, n_classes, WINDOW,
                    feature_dim=feature_dim)
   tr = Trainer(c, os.path.join(out_dir, name), task)
   tr.run()
   model = models.merge(tr.builder.graphdef, tr.state["params"],
                        tr.state["extra"], task.param_groups())
-  return predict(model, heldout[task.inputs], heldout["valid"])
+  return log_probs(model, heldout[task.inputs], heldout["valid"])
+
+
+def ngram_log_probs(lm: NGram, histories, common) -> np.ndarray:
+  """(N, len(common)) the trigram's log-probabilities of each common word,
+  renormalized over them (the probe's classes)."""
+  p = np.asarray([[lm.prob(h, w) for w in common] for h in histories],
+                 np.float64).reshape(len(histories), len(common))
+  p = np.maximum(p, 1e-12)
+  return np.log(p / p.sum(-1, keepdims=True))
+
+
+def fused(probe_lp: np.ndarray, ngram_lp: np.ndarray) -> np.ndarray:
+  """Top-1 of the product of the two distributions (equal weights)."""
+  return np.argmax(probe_lp + ngram_lp, -1)
 
 
 def _with_features(model, examples: dict) -> dict:
@@ -165,12 +185,15 @@ def _with_features(model, examples: dict) -> dict:
 
 
 def run_experiment1(checkpoint: str, out_dir: str, seed: int = 0,
-                    log=None) -> dict:
+                    log=None, probe_steps: int = PROBE_STEPS,
+                    instrument_overrides: dict | None = None) -> dict:
+  """Runs Experiment 1 on ``checkpoint``; writes out_dir/report.{json,md}
+  and accuracy.png. ``probe_steps``: each probe's training steps."""
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   os.makedirs(out_dir, exist_ok=True)
   gen = load_generator(checkpoint)
   config, codec = gen.config, gen.codec
-  instruments = ensure_instruments(config)
+  instruments = ensure_instruments(config, overrides=instrument_overrides)
   log("experiment 1: aligning transcripts with the recognizer")
   train_turns, skip_tr = _turns(config, "train", codec, instruments, log)
   val_turns, skip_va = _turns(config, "validation", codec, instruments, log)
@@ -190,25 +213,34 @@ def run_experiment1(checkpoint: str, out_dir: str, seed: int = 0,
   train_next = collections.Counter(train["label"].tolist())
   majority = np.full_like(y, train_next.most_common(1)[0][0])
   lm = NGram(3).fit(words for words, _, _ in train_turns)
-  ngram = np.asarray([vocab[lm.predict(h, common)] for h in histories])
-  probe = _train_probe("probe_tokens", out_dir, train, heldout, n_cb,
-                       codec.codebook_size, N_COMMON, seed)
-  shuffled = _train_probe("probe_shuffled", out_dir, train_sh, heldout_sh,
-                          n_cb, codec.codebook_size, N_COMMON, seed)
+  ngram_lp = ngram_log_probs(lm, histories, common)
+  ngram = np.argmax(ngram_lp, -1)
+  probe_lp = _train_probe("probe_tokens", out_dir, train, heldout, n_cb,
+                          codec.codebook_size, N_COMMON, seed,
+                          steps=probe_steps)
+  probe = np.argmax(probe_lp, -1)
+  shuffled = np.argmax(_train_probe(
+      "probe_shuffled", out_dir, train_sh, heldout_sh, n_cb,
+      codec.codebook_size, N_COMMON, seed, steps=probe_steps), -1)
   log("experiment 1: the frozen backbone's states over the same windows")
   csm = nnx.merge(gen.graphdef, gen.params)
   width = int(csm.backbone.spec.width)
-  frozen = _train_probe("probe_backbone", out_dir, _with_features(csm, train),
-                        _with_features(csm, heldout), n_cb,
-                        codec.codebook_size, N_COMMON, seed,
-                        feature_dim=width)
+  frozen = np.argmax(_train_probe(
+      "probe_backbone", out_dir, _with_features(csm, train),
+      _with_features(csm, heldout), n_cb, codec.codebook_size, N_COMMON,
+      seed, feature_dim=width, steps=probe_steps), -1)
   systems = {"probe on codec tokens": probe, "majority word": majority,
              "text trigram": ngram, "probe on time-shuffled tokens": shuffled,
-             "probe on frozen backbone states": frozen}
+             "probe on frozen backbone states": frozen,
+             "text trigram + probe": fused(probe_lp, ngram_lp)}
   correct = {k: (v == y).astype(float) for k, v in systems.items()}
   acc = {k: stats.mean(v, seed=seed) for k, v in correct.items()}
   diffs = {k: stats.paired(correct["probe on codec tokens"], v, seed=seed)
-           for k, v in correct.items() if k != "probe on codec tokens"}
+           for k, v in correct.items()
+           if k not in ("probe on codec tokens", "text trigram + probe")}
+  # Does voice add to text: the fused system against the trigram alone.
+  voice_adds = stats.paired(correct["text trigram + probe"],
+                            correct["text trigram"], seed=seed)
   result = {
       "checkpoint": checkpoint, "n_common": N_COMMON, "coverage": coverage,
       "window_frames": WINDOW, "window_seconds": WINDOW / codec.frame_rate,
@@ -217,6 +249,8 @@ def run_experiment1(checkpoint: str, out_dir: str, seed: int = 0,
       "turns_not_aligned": {"train": skip_tr, "validation": skip_va},
       "accuracy": {k: v.to_json() for k, v in acc.items()},
       "probe_minus_baseline": {k: v.to_json() for k, v in diffs.items()},
+      "trigram_plus_probe_minus_trigram": voice_adds.to_json(),
+      "distinct_words": len(counts), "probe_steps": int(probe_steps),
       "success_metric": "top-1 accuracy > 0.70 on common words",
       "met": bool(acc["probe on codec tokens"].value > 0.70),
       "common_words": common,
@@ -241,7 +275,8 @@ def _write(result: dict, acc: dict, out_dir: str) -> None:
                   [acc[k].high - acc[k].value for k in names]])
   fig, ax = plt.subplots(figsize=(7, 3.8))
   ax.barh(names, v, xerr=err, color=["#c44e52", "#999999", "#4c72b0",
-                                      "#dd8452", "#8172b3"][:len(names)],
+                                      "#dd8452", "#8172b3", "#55a868"
+                                      ][:len(names)],
           capsize=3)
   ax.axvline(0.70, color="black", ls="--", lw=1)
   ax.text(0.705, -0.4, "plan's target 0.70", fontsize=8)
@@ -258,7 +293,8 @@ def _write(result: dict, acc: dict, out_dir: str) -> None:
         "word by forced alignment), with no text.", "",
         f"Common words: the {result['n_common']} most frequent words of the "
         f"training transcripts ({100 * result['coverage']:.0f}% of word "
-        f"tokens). {result['train_examples']} training examples, "
+        f"tokens; {result['distinct_words']} distinct words). "
+        f"{result['train_examples']} training examples, "
         f"{result['heldout_examples']} held-out (validation conversations).",
         "", "Baselines: the majority next word; a text trigram model of the "
         "preceding words; the probe on the same frames in random order. "
@@ -269,6 +305,9 @@ def _write(result: dict, acc: dict, out_dir: str) -> None:
   md += ["", "| probe minus | difference [95% CI] |", "|---|---|"]
   md += [f"| {k} | {stats.Estimate(**v)} |"
          for k, v in result["probe_minus_baseline"].items()]
+  md += ["", "Does voice add to text? The trigram's and the probe's "
+         "distributions multiplied, minus the trigram alone: "
+         f"{stats.Estimate(**result['trigram_plus_probe_minus_trigram'])}."]
   md += ["", f"Success metric (plan): {result['success_metric']}: "
          f"{'met' if result['met'] else 'not met'}.", "",
          "![accuracy](accuracy.png)"]

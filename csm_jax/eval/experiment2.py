@@ -35,28 +35,25 @@ first audio per turn.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
 import sys
 import time
 
-import ml_collections
 import numpy as np
 
 from csm_jax.config import memory as memory_config
-from csm_jax.config import schema
 from csm_jax.eval import stats
 from csm_jax.eval.instruments import ensure_instruments
 from csm_jax.eval.prompts import conversations
 from csm_jax.eval.suite import (EvaluationError, Progress, default_sampling,
                                 load)
+from csm_jax.eval.variants import (continuation, finished, load_base,
+                                   with_defaults)
 from csm_jax.inference.conversation import Conversation
 from csm_jax.model.loss import count_flops
 from csm_jax.model.memory_loss import memory_flops
-from csm_jax.store.checkpoint import committed_steps
-from csm_jax.store.run_config import load_run_config
 from csm_jax.training.run import train_and_evaluate
 
 SEED_TURNS = 2       # ground-truth turns given before the model speaks
@@ -90,43 +87,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def _set(config, dotted: str, value) -> None:
-  *path, leaf = dotted.split(".")
-  node = config
-  for key in path:
-    node = node[key]
-  node[leaf] = value
-
-
-def _with_defaults(base) -> ml_collections.ConfigDict:
-  """The base run's config on the current schema (fields added since it was
-  trained take their defaults, e.g. ``model.memory``)."""
-  merged = schema.make_config("debug", base.task)
-  merged.unlock()
-
-  def update(dst, src):
-    for k, v in src.items():
-      if isinstance(v, ml_collections.ConfigDict) and k in dst and \
-          isinstance(dst[k], ml_collections.ConfigDict):
-        update(dst[k], v)
-      else:
-        dst[k] = copy.deepcopy(v)
-  update(merged, base)
-  return merged
-
-
 def variant_config(base, base_dir: str, name: str, steps: int):
   """The training config of variant ``name`` (``steps`` of its own)."""
-  c = _with_defaults(base)
-  c.data.corpus_size = CORPUS_SIZE
-  c.train.init_from = base_dir
-  c.train.steps = int(steps)
-  c.train.ckpt_every = max(1, min(int(c.train.ckpt_every), int(steps)))
-  c.train.eval_every = max(1, min(int(c.train.eval_every), int(steps)))
-  for key, value in VARIANTS[name][1].items():
-    _set(c, key, value)
-  schema.validate(c)
-  return c
+  return continuation(
+      base, base_dir, steps,
+      {"data.corpus_size": CORPUS_SIZE, **VARIANTS[name][1]})
 
 
 def step_flops(config) -> float:
@@ -144,11 +109,6 @@ def equal_compute_steps(base, base_dir: str, steps: int,
   budget = steps * step_flops(variant_config(base, base_dir, "dual", steps))
   return {n: max(1, int(round(budget / step_flops(
       variant_config(base, base_dir, n, steps))))) for n in names}
-
-
-def _finished(workdir: str, steps: int) -> bool:
-  done = committed_steps(os.path.join(workdir, "checkpoints"))
-  return bool(done) and done[-1] >= steps
 
 
 @dataclasses.dataclass
@@ -324,13 +284,7 @@ def run_experiment2(checkpoint: str, out_dir: str, steps: int = 200,
     names.insert(0, BASELINE)
   if steps < 1:
     raise EvaluationError(f"--train_steps: must be at least 1, got {steps}")
-  try:
-    base = load_run_config(checkpoint)
-  except Exception as e:  # a RunConfigError names the file
-    raise EvaluationError(f"--checkpoint: {e}") from e
-  if base.task != "csm" or base.data.get("source") != "dialogues":
-    raise EvaluationError(f"--checkpoint: {checkpoint} is not a CSM trained "
-                          "on dialogues")
+  base = load_base(checkpoint)
   base_dir = os.path.abspath(checkpoint)
   os.makedirs(out_dir, exist_ok=True)
   plan = equal_compute_steps(base, base_dir, steps, names)
@@ -343,7 +297,7 @@ def run_experiment2(checkpoint: str, out_dir: str, steps: int = 200,
   for n in names:
     wd = os.path.join(out_dir, "runs", n)
     workdirs[n] = wd
-    if not _finished(wd, plan[n]):
+    if not finished(wd, plan[n]):
       print(f"experiment2: training {n} for {plan[n]} steps in {wd}",
             file=out, flush=True)
       train_and_evaluate(variant_config(base, base_dir, n, plan[n]), wd)
@@ -351,7 +305,7 @@ def run_experiment2(checkpoint: str, out_dir: str, steps: int = 200,
   gen0 = load(workdirs[names[0]], "experiment2")
   # The long corpus's voices are the embedded corpus's ten: its instruments
   # (trained once, cached) measure them; their validity is in the report.
-  inst_cfg = _with_defaults(gen0.config)
+  inst_cfg = with_defaults(gen0.config)
   inst_cfg.data.corpus_size = "default"
   instruments = ensure_instruments(inst_cfg, overrides=instrument_overrides)
   prog("instruments")

@@ -197,7 +197,8 @@ def _load(checkpoint: str, what: str):
 
 def run_experiment3(checkpoint: str, out_dir: str, compare: str | None,
                     seed: int = 0, n_prompts: int | None = None,
-                    log=None) -> dict:
+                    log=None, instrument_overrides: dict | None = None
+                    ) -> dict:
   """Runs the automatic part of Experiment 3; writes out_dir/report.*."""
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   if not compare:
@@ -219,7 +220,7 @@ def run_experiment3(checkpoint: str, out_dir: str, compare: str | None,
     raise EvaluationError(f"--compare={compare}: the two runs speak with "
                           "different codecs; paired figures need the same one")
   os.makedirs(out_dir, exist_ok=True)
-  instruments = ensure_instruments(gen.config)
+  instruments = ensure_instruments(gen.config, overrides=instrument_overrides)
   sr = gen.codec.sample_rate
   prompts = build_prompts(gen.config, n_prompts, sr)
   log(f"experiment 3: {len(prompts)} held-out prompts")

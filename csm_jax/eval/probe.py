@@ -141,14 +141,21 @@ def map_batches(fn, arrays: tuple, batch: int) -> np.ndarray:
   return np.concatenate(out) if out else np.zeros((0,), np.int64)
 
 
-def predict(model, tokens: np.ndarray, valid: np.ndarray,
-            batch: int = 256) -> np.ndarray:
-  """Top-1 class of every example (``tokens``: the probe's inputs, codec
-  tokens or features)."""
+def log_probs(model, tokens: np.ndarray, valid: np.ndarray,
+              batch: int = 256) -> np.ndarray:
+  """(N, classes) log-probabilities of every example (``tokens``: the
+  probe's inputs, codec tokens or features)."""
   graphdef, state = nnx.split(model)
 
   @jax.jit
   def f(state, t, v):
-    return jnp.argmax(nnx.merge(graphdef, state)(t, v), -1)
+    return jax.nn.log_softmax(
+        nnx.merge(graphdef, state)(t, v).astype(jnp.float32), -1)
 
   return map_batches(lambda t, v: f(state, t, v), (tokens, valid), batch)
+
+
+def predict(model, tokens: np.ndarray, valid: np.ndarray,
+            batch: int = 256) -> np.ndarray:
+  """Top-1 class of every example."""
+  return np.argmax(log_probs(model, tokens, valid, batch), -1)

@@ -44,11 +44,13 @@ DEFINITIONS = {
 SAMPLES = 6
 
 
-def _json_ready(x):
+def json_ready(x):
+  """``x`` with arrays, numpy scalars and estimates as JSON values, and
+  every ``audio`` entry left out."""
   if isinstance(x, dict):
-    return {k: _json_ready(v) for k, v in x.items() if k != "audio"}
+    return {k: json_ready(v) for k, v in x.items() if k != "audio"}
   if isinstance(x, (list, tuple)):
-    return [_json_ready(v) for v in x]
+    return [json_ready(v) for v in x]
   if isinstance(x, np.ndarray):
     return x.tolist()
   if isinstance(x, (np.floating, np.integer)):
@@ -69,7 +71,7 @@ def to_json(result, checkpoint: str, validity: dict) -> dict:
         "truth_seconds": float(result.rows["model"].truth_s[i]),
         "model_eos": bool(result.rows["model"].eos[i]),
     })
-  return _json_ready({
+  return json_ready({
       "suite": result.suite, "checkpoint": checkpoint,
       "instruments": validity,
       "rows": {k: {m: e for m, e in v.items()}
@@ -166,14 +168,14 @@ def write(result, out_dir: str, checkpoint: str, validity: dict) -> dict:
                       "contexts"), ("long_form", "Long form")):
     if key in result.extras:
       md += [f"## {title}", "", "```",
-             json.dumps(_json_ready(result.extras[key]), indent=1)[:3000],
+             json.dumps(json_ready(result.extras[key]), indent=1)[:3000],
              "```", ""]
       if key in figs:
         md += [f"![{key}]({figs[key]})", ""]
   md += ["## Samples", "", "| prompt | text | audio |", "|---|---|---|",
          *samples, "", "## Definitions", ""]
   md += [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()]
-  md += ["", f"Timings: {json.dumps(_json_ready(result.timings))}"]
+  md += ["", f"Timings: {json.dumps(json_ready(result.timings))}"]
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write("\n".join(md) + "\n")
   return data

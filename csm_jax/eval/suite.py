@@ -107,12 +107,16 @@ def with_floor(codec) -> bool:
 
 def run(gen, instruments, suite: str = "quick", seed: int = 0,
         compare_gen=None, progress: Callable | None = None,
-        n_prompts: int | None = None) -> SuiteResult:
-  """Runs ``suite`` for ``gen`` (a Generator) with ``instruments``."""
+        n_prompts: int | None = None,
+        conversation_turns: int | None = None) -> SuiteResult:
+  """Runs ``suite`` for ``gen`` (a Generator) with ``instruments``;
+  ``n_prompts`` and ``conversation_turns`` override the suite's."""
   if suite not in SUITES:
     raise EvaluationError(f"--suite: unknown suite {suite!r}; known: "
                           f"{', '.join(SUITES)}")
-  spec = SUITES[suite]
+  spec = dict(SUITES[suite])
+  if conversation_turns is not None and spec["conversation_turns"]:
+    spec["conversation_turns"] = conversation_turns
   sr = gen.codec.sample_rate
   steps = {"prompts": 1, "ground truth": 2, "codec": 2, "teacher forced": 1,
            "model": 4}

@@ -33,6 +33,10 @@ from csm_jax.training.optim import make_optimizer
 from csm_jax.training.tasks.base import Task
 
 
+# Blocks a run may add to the model it starts from (they start fresh).
+_ADDABLE = ("memory", "prosody")
+
+
 @dataclasses.dataclass
 class StateBuilder:
   """Everything static about a task's train state."""
@@ -99,19 +103,20 @@ class StateBuilder:
     """``state`` with every weight the export or workdir ``init_from`` has.
 
     Only LoRA adapters may be missing from it (they start as a no-op), and
-    the memory block (``model.memory``) when the source has none: a
-    trained CSM gains a fresh memory. The optimizer state stays fresh. A weight of another shape, or a
-    model field of another value, is an error naming it.
+    the memory block (``model.memory``) or the prosody stream
+    (``model.prosody``) when the source has none: a trained CSM gains a
+    fresh one. The optimizer state stays fresh. A weight of another shape,
+    or a model field of another value, is an error naming it.
     """
     config = self.task.config
     source = restore_params(self.init_from)
     mine = schema.structural_fields(config).get("model", {})
     theirs = schema.structural_fields(source.config).get("model", {})
     # Stored precision is cast on load; everything else must agree.
-    adds_memory = "memory" in mine and "memory" not in theirs
+    added = {k for k in _ADDABLE if k in mine and k not in theirs}
     diffs = [k for k in sorted(mine)
              if k != "param_dtype" and mine[k] != theirs.get(k)
-             and not (k == "memory" and adds_memory)]
+             and k not in added]
     if diffs:
       raise schema.ConfigError(
           "train.init_from", f"{self.init_from} holds a model of another "
@@ -125,8 +130,8 @@ class StateBuilder:
     def take(path, leaf, sharding):
       name = models.dotted(path)
       if name not in weights:
-        if name.endswith((".lora_a", ".lora_b")) or (
-            adds_memory and name.startswith("memory.")):
+        if name.endswith((".lora_a", ".lora_b")) or \
+            name.split(".", 1)[0] in added:
           return leaf
         raise schema.ConfigError(
             "train.init_from", f"{self.init_from} has no weight {name}")

@@ -19,27 +19,9 @@ from csm_jax.config.presets import apply_overrides
 from csm_jax.inference.loading import load_generator
 from csm_jax.inference.generator import ContextTurn, Sampling
 from csm_jax.training.run import train_and_evaluate
+from tests.e2e.tiny_run import small_instruments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
-SMALL = ("data.corpus_size=tiny,data.codec_steps=6,train.steps=4,"
-         "train.log_every=2,train.eval_every=4,train.ckpt_every=2,"
-         "train.eval_steps=1,data.seq_len=192,data.batch_size=2,"
-         "model.max_seq_len=512")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  base = tmp_path_factory.mktemp("e2e")
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "debug_cfg", os.path.join(ROOT, "configs", "debug.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config(SMALL + f",data.data_dir={base / 'data'}")
-  wd = str(base / "run")
-  out = train_and_evaluate(c, wd)
-  return c, wd, out
 
 
 def test_default_pipeline_builds_everything_and_trains(run):
@@ -113,18 +95,6 @@ def test_generation_builds_no_optimizer_state(run, tmp_path):
   assert "loaded without training state" in r.stdout
 
 
-def _small_instruments():
-  """Instruments small enough to train in seconds: these tests check the
-  reports, not the instruments' accuracy (tests/eval and
-  docs/evaluation.md hold that)."""
-  from csm_jax.config.schema import INSTRUMENT_TASKS
-  small = {"train.steps": 3, "train.log_every": 1, "train.eval_every": 3,
-           "train.eval_steps": 1, "train.warmup_steps": 1,
-           "data.batch_size": 2, "instrument.net.width": 16,
-           "instrument.net.dilations": (1, 2)}
-  return {k: dict(small) for k in INSTRUMENT_TASKS}
-
-
 def test_evaluate_writes_the_report_with_its_five_rows(run, tmp_path):
   """The quick suite on the tiny run: instruments trained on the tiny
   corpus, the report's rows (the codec's floor among them), intervals,
@@ -133,7 +103,7 @@ def test_evaluate_writes_the_report_with_its_five_rows(run, tmp_path):
   _, wd, _ = run
   out = str(tmp_path / "eval")
   data = evaluate(wd, out, "quick", n_prompts=3,
-                  instrument_overrides=_small_instruments())
+                  instrument_overrides=small_instruments())
   assert set(data["rows"]) == {"ground_truth", "codec", "codec_floor",
                                "teacher_forced", "model"}
   for row in data["rows"].values():
@@ -211,7 +181,7 @@ def test_levels_suite_scores_quality_and_speed_per_level_count(run, tmp_path):
   out = str(tmp_path / "levels")
   gen = load_generator(wd)
   data = levels_curve(wd, out, levels=[gen.n, 1], n_prompts=2, repeats=2,
-                      instrument_overrides=_small_instruments())
+                      instrument_overrides=small_instruments())
   assert [p["levels"] for p in data["points"]] == [1, gen.n]
   for p in data["points"]:
     assert set(p["model"]) >= {"cer", "end_of_speech_rate"}

@@ -101,3 +101,24 @@ def test_the_feature_probe_learns_what_its_features_carry(tmp_path):
   acc = (predict(model, heldout["features"], heldout["valid"])
          == heldout["label"]).mean()
   assert acc > 0.9, acc
+
+
+def test_trigram_plus_probe_multiplies_the_two_distributions():
+  from csm_jax.eval.ngram import NGram
+  lm = NGram(3).fit([["a", "b", "c"], ["a", "b", "d"], ["a", "b", "d"]])
+  common = ["c", "d", "a"]
+  lp = experiment1.ngram_log_probs(lm, [["a", "b"], ["x"]], common)
+  # Renormalized over the probe's classes.
+  np.testing.assert_allclose(np.exp(lp).sum(-1), 1.0, rtol=1e-9)
+  assert np.argmax(lp[0]) == 1   # "a b" -> "d" twice, "c" once
+  uniform = np.log(np.full((2, 3), 1 / 3))
+  # A uniform probe leaves the trigram's choice; a uniform trigram the probe's.
+  np.testing.assert_array_equal(experiment1.fused(uniform, lp),
+                                np.argmax(lp, -1))
+  probe = np.log(np.asarray([[0.1, 0.1, 0.8], [0.7, 0.2, 0.1]]))
+  np.testing.assert_array_equal(experiment1.fused(probe, uniform), [2, 0])
+  # A confident probe overrides the trigram's preference; a hesitant one not.
+  sure = np.log(np.asarray([[0.05, 0.05, 0.9]]))
+  assert experiment1.fused(sure, lp[:1])[0] == 2
+  unsure = np.log(np.asarray([[0.3, 0.3, 0.4]]))
+  assert experiment1.fused(unsure, lp[:1])[0] == 1

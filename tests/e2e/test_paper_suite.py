@@ -1,0 +1,77 @@
+"""The results page (``evaluate --suite=paper``) on the tiny trained run:
+every section is on the page, its figures are the run's own, and another
+seed gives other figures."""
+
+import json
+import os
+
+from csm_jax.eval import paper
+from csm_jax.eval.paper_page import publish
+from csm_jax.eval.stats import Estimate
+from tests.e2e.tiny_run import small_instruments
+
+TINY = paper.Budget(prompts=3, conversation_turns=2, probe_steps=2,
+                    memory_steps=1, conversations=1, prosody_steps=1,
+                    experiment3_prompts=3, speed_texts=2)
+HEADINGS = ("## What ran shorter than the plan",
+            "## The model on held-out prompts",
+            "## The plan's success criteria",
+            "## Experiment 1: do voice tokens carry meaning?",
+            "## Experiment 2: does prosodic memory keep a character?",
+            "## Experiment 3: emotional dynamics with the prosody stream")
+
+
+def _page(wd, out, seed, sections=paper.SECTIONS):
+  r = paper.run_paper(wd, out, seed=seed, budget=TINY, sections=sections,
+                      instrument_overrides=small_instruments(),
+                      command=f"python -m csm_jax.evaluate --suite=paper "
+                      f"--checkpoint={wd} --seed={seed}")
+  with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
+    return r, f.read()
+
+
+def test_the_page_has_every_section_with_the_runs_figures(run, tmp_path):
+  _, wd, _ = run
+  out = str(tmp_path / "paper")
+  r, md = _page(wd, out, seed=0)
+  for h in HEADINGS:
+    assert h in md, h
+  s = r["sections"]
+  # Figures on the page are the sections' own.
+  cer = s["model"]["rows"]["model"]["cer"]
+  assert f"| model | {Estimate(**cer)} |" in md
+  probe = s["experiment1"]["accuracy"]["probe on codec tokens"]
+  assert f"| probe on codec tokens | {Estimate(**probe)} |" in md
+  assert "text trigram + probe" in md
+  rtf = s["speed"]["real_time_factor"]
+  assert f"real-time factor {Estimate(**rtf)}" in md
+  # Experiment 3 trains its pair from the run (the prosody stream added to
+  # a model without it) and leaves the listening pairs ready to serve.
+  e3 = s["experiment3"]
+  assert "skipped" not in e3, e3.get("skipped")
+  assert os.path.exists(os.path.join(e3["listening_pairs"], "pairs.json"))
+  assert "non-tie judgments" in md
+  # What the default model cannot run is on the page with its reason.
+  assert "**experiment2 did not run**" in md
+  assert "model.memory.enabled" in md
+  # Provenance: the commit and the command that remakes the page.
+  saved = json.load(open(os.path.join(out, "results.json")))
+  assert saved["provenance"]["seed"] == 0
+  assert saved["provenance"]["code"].get("commit") or \
+      saved["provenance"]["code"].get("version")
+  assert "--suite=paper" in md
+  # Published: the page and the plots it shows, links rewritten.
+  page = str(tmp_path / "docs" / "results.md")
+  copied = publish(out, page, str(tmp_path / "docs" / "img" / "results"))
+  assert "model_metrics.png" in copied
+  assert "](img/results/model_metrics.png)" in open(page).read()
+
+
+def test_another_seed_gives_other_figures(run, tmp_path):
+  _, wd, _ = run
+  a, md_a = _page(wd, str(tmp_path / "a"), seed=0, sections=("model",))
+  b, md_b = _page(wd, str(tmp_path / "b"), seed=1, sections=("model",))
+  rows_a = a["sections"]["model"]["rows"]["model"]
+  rows_b = b["sections"]["model"]["rows"]["model"]
+  assert any(rows_a[m] != rows_b[m] for m in ("cer", "speaker_similarity"))
+  assert md_a != md_b
