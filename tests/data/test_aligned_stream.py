@@ -210,7 +210,7 @@ def test_dialogue_examples_carry_both_streams_and_fit_the_batch_spec():
   seg = np.flatnonzero(np.diff(frame.astype(int)) < 0)[0] + 1
   assert set(ex["prosody_style"][:seg]) == {4}
   assert set(ex["prosody_style"][seg:]) == {2}
-  c = tiny_config(model__text_vocab=256, model__text_stream="aligned",
+  c = tiny_config(model__text_vocab=512, model__text_stream="aligned",
                   data__seq_len=64)
   c.model.prosody.update(enabled=True, f0_bins=16, style_classes=2,
                          intensity_bins=2, energy_bins=4)

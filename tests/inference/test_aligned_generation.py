@@ -28,7 +28,7 @@ class FixedAdvance(nnx.Module):
 
 
 def _generator(stream="aligned", advance_bias=None):
-  c = tiny_config(model__text_vocab=256, model__text_stream=stream,
+  c = tiny_config(model__text_vocab=512, model__text_stream=stream,
                   data__seq_len=128)
   model = CSM(c.model, nnx.Rngs(params=0))
   if advance_bias is not None:
@@ -121,13 +121,13 @@ def test_a_prefix_model_refuses_streaming_text_in_one_line():
 def test_the_prefix_stream_is_the_model_it_was():
   """Off, the switch adds nothing: the same parameters as a config from
   before it, and the aligned model's other parameters equal them too."""
-  prefix = tiny_config(model__text_vocab=256)
-  legacy = tiny_config(model__text_vocab=256)
+  prefix = tiny_config(model__text_vocab=512)
+  legacy = tiny_config(model__text_vocab=512)
   legacy.model.unlock()
   for key in ("text_stream", "text_lead", "text_lookahead",
               "advance_loss_weight"):
     del legacy.model[key]
-  on = tiny_config(model__text_vocab=256, model__text_stream="aligned")
+  on = tiny_config(model__text_vocab=512, model__text_stream="aligned")
   p_prefix = nnx.state(CSM(prefix.model, nnx.Rngs(params=0)), nnx.Param)
   p_legacy = nnx.state(CSM(legacy.model, nnx.Rngs(params=0)), nnx.Param)
   p_on = nnx.state(CSM(on.model, nnx.Rngs(params=0)), nnx.Param)
