@@ -53,9 +53,11 @@ class Budget:
   prompts: int | None = None        # full suite; None: every held-out prompt
   conversation_turns: int = 10      # generated turns for identity over turns
   probe_steps: int = PROBE_STEPS    # experiment 1: each probe's steps
-  memory_steps: int = 200           # experiment 2: steps of the dual memory
+  memory_steps: int = 200           # experiment 2: steps of the dual
+                                    # memory (0: the section is left out)
   conversations: int | None = 4     # experiment 2: held-out conversations
   prosody_steps: int = 300          # experiment 3: steps of each variant
+                                    # (0: the section is left out)
   experiment3_prompts: int | None = 24
   speed_texts: int = 4              # held-out texts timed for speed
 
@@ -103,6 +105,8 @@ def measure_speed(gen, texts, seed: int = 0, frames_per_call: int = 4
 
 def _experiment2(checkpoint, out_dir, seed, budget, overrides, log) -> dict:
   from csm_jax.eval.experiment2 import run_experiment2  # pylint: disable=g-import-not-at-top
+  if budget.memory_steps <= 0:
+    return _skipped("left out of this run's budget (--train_steps=0)")
   log("paper: experiment 2 (memory configurations)")
   try:
     return run_experiment2(checkpoint, out_dir, steps=budget.memory_steps,
@@ -116,6 +120,8 @@ def _experiment3(checkpoint, out_dir, seed, budget, overrides, log) -> dict:
   from csm_jax.eval import variants  # pylint: disable=g-import-not-at-top
   from csm_jax.eval.experiment3 import LISTENING, run_experiment3  # pylint: disable=g-import-not-at-top
   from csm_jax.eval.listening.pairs import build_pairs  # pylint: disable=g-import-not-at-top
+  if budget.prosody_steps <= 0:
+    return _skipped("left out of this run's budget (--prosody_steps=0)")
   log("paper: experiment 3 (prosody stream)")
   try:
     runs = variants.train_prosody_pair(
