@@ -4,11 +4,13 @@ seed gives other figures."""
 
 import json
 import os
+import subprocess
+import sys
 
 from csm_jax.eval import paper
 from csm_jax.eval.paper_page import publish
 from csm_jax.eval.stats import Estimate
-from tests.e2e.tiny_run import small_instruments
+from tests.e2e.tiny_run import ROOT, small_instruments
 
 TINY = paper.Budget(prompts=3, conversation_turns=2, probe_steps=2,
                     memory_steps=1, conversations=1, prosody_steps=1,
@@ -65,13 +67,23 @@ def test_the_page_has_every_section_with_the_runs_figures(run, tmp_path):
   copied = publish(out, page, str(tmp_path / "docs" / "img" / "results"))
   assert "model_metrics.png" in copied
   assert "](img/results/model_metrics.png)" in open(page).read()
+  # Another seed: other figures, from the run.
+  other, md1 = _page(wd, str(tmp_path / "seed1"), seed=1,
+                     sections=("model",))
+  mine = s["model"]["rows"]["model"]
+  theirs = other["sections"]["model"]["rows"]["model"]
+  assert any(mine[m] != theirs[m] for m in ("cer", "speaker_similarity"))
+  assert f"| model | {Estimate(**theirs['cer'])} |" in md1
 
 
-def test_another_seed_gives_other_figures(run, tmp_path):
+def test_the_command_names_an_unknown_section(run, tmp_path):
   _, wd, _ = run
-  a, md_a = _page(wd, str(tmp_path / "a"), seed=0, sections=("model",))
-  b, md_b = _page(wd, str(tmp_path / "b"), seed=1, sections=("model",))
-  rows_a = a["sections"]["model"]["rows"]["model"]
-  rows_b = b["sections"]["model"]["rows"]["model"]
-  assert any(rows_a[m] != rows_b[m] for m in ("cer", "speaker_similarity"))
-  assert md_a != md_b
+  r = subprocess.run(
+      [sys.executable, "-m", "csm_jax.evaluate", "--suite=paper",
+       f"--checkpoint={wd}", f"--out={tmp_path / 'p'}",
+       "--sections=model,experiment9"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, PYTHONPATH=ROOT))
+  assert r.returncode != 0
+  assert "unknown section 'experiment9'" in r.stderr
+  assert "Traceback" not in r.stderr
