@@ -243,8 +243,10 @@ def row_kinds(mask):
 
 
 def turn_states(model, audio_tokens, text_tokens, mask):
-  """Backbone states (B, R, W) of turns laid out alone from position 0."""
-  b, r = text_tokens.shape
+  """Backbone states (B, R, W) of turns laid out alone from position 0;
+  ``text_tokens`` (B, R), or (B, R, 1 + lookahead) on the aligned text
+  stream (``CSM.embed_frames``)."""
+  b, r = mask.shape[:2]
   present = jnp.any(mask, axis=-1)
   positions = jnp.broadcast_to(jnp.arange(r, dtype=jnp.int32), (b, r))
   segments = present.astype(jnp.int32)
@@ -262,9 +264,10 @@ def pooled_mean(h, rows) -> jax.Array:
 def update(model, state: MemoryState, turn: dict) -> MemoryState:
   """The memory after one more turn: the per-turn function of inference.
 
-  ``turn``: ``audio_tokens`` (B, R, N), ``text_tokens`` (B, R), ``mask``
-  (B, R, N+1) (the turn's rows, ``data.examples.frames.turn_rows``, padded
-  to R), ``valid`` (B,) and optionally ``features`` (B, F) with
+  ``turn``: ``audio_tokens`` (B, R, N), ``text_tokens`` (B, R) (or (B, R,
+  1 + lookahead) on the aligned text stream), ``mask`` (B, R, N+1) (the
+  turn's rows, ``data.examples.memory_rows.memory_turn_rows``), ``valid``
+  (B,) and optionally ``features`` (B, F) with
   ``features_present`` (B,). Same shapes, same compiled function, whatever
   the number of turns already written.
   """
@@ -297,7 +300,7 @@ def memory_from_turns(model, turns: dict, grad_turns: int):
   mem = model.memory
   audio, text, mask = (turns["audio_tokens"], turns["text_tokens"],
                        turns["mask"])
-  b, k, r = text.shape
+  b, k, r = mask.shape[:3]
   flat = lambda x: x.reshape(b * k, *x.shape[2:])
   # Dimensions are static, so the split is a Python decision.
   old = k - min(grad_turns, k)

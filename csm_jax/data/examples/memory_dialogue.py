@@ -7,6 +7,11 @@ before the target in its conversation and the target's semantic vector,
 prosody features and speaker (``memory_rows``). One extra pass over the
 split's records reads what the plain examples do not keep: conversation
 order, prosody and semantic features.
+
+On the aligned text stream a memory turn is its tag rows and text tokens
+(``memory_rows.aligned_memory_rows``, no timings read): every earlier turn
+is written, also one whose tokens could not be laid on its frames (which
+the plain examples leave out), as generation writes every turn.
 """
 
 from __future__ import annotations
@@ -47,10 +52,21 @@ class MemoryDialogueExamples:
       for i, p in enumerate(order):
         self.history[p] = order[max(0, i - turns):i]
     self.targets = list(base.targets)
+    aligner = base.aligner
+    self.ahead = None if aligner is None else aligner.ahead
+    # Aligned: each turn's text tokens (its tag rows apart), tokenized
+    # here for the turns the plain examples could not align.
+    self.tokens = [] if aligner is None else [
+        np.asarray(s[0] if s is not None
+                   else aligner.tokenizer.encode(base.meta[p][0]), np.int32)
+        for p, s in enumerate(base.streams)]
 
   def _turn(self, pos: int, trained: bool = False) -> Turn:
     codes = self.base.codes.codes[pos][:, :self.base.n].astype(np.int32)
-    return Turn(self.base.ids[pos], codes, trained)
+    if self.ahead is None:
+      return Turn(self.base.ids[pos], codes, trained)
+    return Turn(self.base.ids[pos], codes, trained,
+                stream=(self.tokens[pos], None))
 
   def __len__(self) -> int:
     return len(self.targets)
@@ -62,7 +78,8 @@ class MemoryDialogueExamples:
     hist = self.history[pos]
     history = memory_rows.memory_fields(
         [self._turn(p) for p in hist], [self.features[p] for p in hist],
-        [self.speakers[p] for p in hist], self.base.n, self.k, self.rows)
+        [self.speakers[p] for p in hist], self.base.n, self.k, self.rows,
+        self.ahead)
     extra = memory_rows.target_fields(
         example, self.seq_len, self._turn(pos, True), self.semantic[pos],
         self.features[pos], self.speakers[pos])

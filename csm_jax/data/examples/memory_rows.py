@@ -10,6 +10,10 @@ rows first, then its first frames. They overlap the context: the memory
 holds every earlier turn, the context only the newest that fit, so at
 generation the memory is written with every turn as it is added.
 
+On the aligned text stream (``ahead`` given) a memory turn keeps that
+order, text first, in the aligned stream's text shape
+(``aligned_memory_rows``): training and generation both lay it out here.
+
 Per-turn prosody features (``memory_features``) are the corpus's prosody
 fields under one fixed normalization (centres and scales below, the same
 for every corpus, so generation needs no fitted statistics).
@@ -22,9 +26,10 @@ from typing import Sequence
 import numpy as np
 
 from csm_jax.config import memory as memory_config
+from csm_jax.config import text_stream
 from csm_jax.data import features as feats_lib
 from csm_jax.data.batch import FieldSpec
-from csm_jax.data.examples.frames import Turn, pack, turn_rows
+from csm_jax.data.examples.frames import END_OF_TEXT, Turn, pack, turn_rows
 
 SEMANTIC_DIM = feats_lib.SEMANTIC_DIM
 # (field, centre, scale, log): roughly the synthetic corpus's mean and
@@ -71,14 +76,61 @@ def memory_features(prosody) -> np.ndarray:
   return out
 
 
-def memory_turn_rows(turn: Turn | None, n_codebooks: int, rows: int) -> dict:
+def aligned_memory_rows(turn: Turn, n_codebooks: int, ahead: int) -> dict:
+  """A memory turn's rows on the aligned text stream: audio (T, N), text
+  (T, 1 + ahead), mask (T, N+1).
+
+  ``turn`` is held as the aligned stream holds a turn: ``text_ids`` its
+  tag rows, ``stream[0]`` its text tokens (their timings are not read).
+  The rows begin as the turn's aligned rows begin (tag rows without
+  lookahead, then each token with the ``ahead`` tokens after it), but walk
+  through the whole text, one token per row and end-of-text last, before
+  the first frame; the frames and the end-of-speech frame then follow,
+  showing end-of-text, as the aligned stream's rows after the text do.
+
+  Why not the aligned layout itself (text on its frames): a memory turn is
+  cut to ``memory.turn_rows`` rows, and on the frames the cut would drop
+  the end of a long turn's text, which the semantic bank reads; the bank
+  would also read the turn's audio (every aligned row holds a frame once
+  the lead has passed), where text first keeps it on the words alone; and
+  a turn known by its words only (``Conversation.add_turn`` without audio)
+  has no frames to lay them on. Text first needs no timings either, so
+  every earlier turn is written, aligned or not, in training as at
+  generation. The rows are those of the prefix stream's memory turn
+  (same count, same cut), in the text shape the model reads.
+  """
+  if turn.stream is None:
+    raise ValueError("an aligned memory turn needs its text tokens "
+                     "(Turn.stream)")
+  tags = len(turn.text_ids)
+  ids = np.concatenate([np.asarray(turn.text_ids, np.int32),
+                        np.asarray(turn.stream[0], np.int32),
+                        [END_OF_TEXT]]).astype(np.int32)
+  r = turn_rows(Turn(ids, turn.codes, False), n_codebooks)
+  t = len(ids)
+  text = np.full((len(r["text_tokens"]), 1 + ahead), END_OF_TEXT, np.int32)
+  padded = np.concatenate([ids, np.full((ahead,), END_OF_TEXT, np.int32)])
+  for j in range(1 + ahead):
+    text[:t, j] = padded[j:j + t]
+  text[:tags, 1:] = 0   # tag rows: no lookahead (pad), as aligned rows
+  mask = r["mask"].copy()
+  mask[:, -1] = True    # every aligned row shows text
+  return {"audio_tokens": r["audio_tokens"], "text_tokens": text,
+          "mask": mask}
+
+
+def memory_turn_rows(turn: Turn | None, n_codebooks: int, rows: int,
+                     ahead: int | None = None) -> dict:
   """One memory turn's rows cut (or padded) to ``rows``: audio (R, N), text
-  (R,), mask (R, N+1); an absent turn (None) is all padding."""
+  (R,), mask (R, N+1); an absent turn (None) is all padding. With
+  ``ahead`` (the aligned text stream's lookahead) the text is (R, 1 +
+  ahead), laid out by ``aligned_memory_rows``."""
   audio = np.zeros((rows, n_codebooks), np.int32)
-  text = np.zeros((rows,), np.int32)
+  text = np.zeros((rows,) if ahead is None else (rows, 1 + ahead), np.int32)
   mask = np.zeros((rows, n_codebooks + 1), bool)
   if turn is not None:
-    r = turn_rows(Turn(turn.text_ids, turn.codes, False), n_codebooks)
+    r = (turn_rows(Turn(turn.text_ids, turn.codes, False), n_codebooks)
+         if ahead is None else aligned_memory_rows(turn, n_codebooks, ahead))
     k = min(rows, len(r["text_tokens"]))
     audio[:k], text[:k], mask[:k] = (r["audio_tokens"][:k],
                                      r["text_tokens"][:k], r["mask"][:k])
@@ -86,12 +138,14 @@ def memory_turn_rows(turn: Turn | None, n_codebooks: int, rows: int) -> dict:
 
 
 def memory_fields(turns: Sequence[Turn], features: Sequence, speakers:
-                  Sequence[int], n_codebooks: int, k: int, rows: int) -> dict:
+                  Sequence[int], n_codebooks: int, k: int, rows: int,
+                  ahead: int | None = None) -> dict:
   """The ``TURN_FIELDS`` of up to ``k`` earlier turns (oldest first).
 
   ``features``: per turn a (F,) vector (``memory_features``) or None;
-  ``speakers``: per turn its speaker id. Only the newest ``k`` are kept;
-  fewer are left-padded with empty turns.
+  ``speakers``: per turn its speaker id; ``ahead``: the aligned text
+  stream's lookahead (``memory_turn_rows``). Only the newest ``k`` are
+  kept; fewer are left-padded with empty turns.
   """
   turns, features, speakers = (list(turns)[-k:] if k else [],
                                list(features)[-k:] if k else [],
@@ -99,7 +153,8 @@ def memory_fields(turns: Sequence[Turn], features: Sequence, speakers:
   pad = k - len(turns)
   n_feat = memory_config.PROSODY_FEATURES
   out = {"memory_audio_tokens": np.zeros((k, rows, n_codebooks), np.int32),
-         "memory_text_tokens": np.zeros((k, rows), np.int32),
+         "memory_text_tokens": np.zeros(
+             (k, rows) + (() if ahead is None else (1 + ahead,)), np.int32),
          "memory_mask": np.zeros((k, rows, n_codebooks + 1), bool),
          "memory_valid": np.zeros((k,), bool),
          "memory_features": np.zeros((k, n_feat), np.float32),
@@ -107,7 +162,7 @@ def memory_fields(turns: Sequence[Turn], features: Sequence, speakers:
          "memory_speaker": np.full((k,), -1, np.int32)}
   for j, (turn, feat, spk) in enumerate(zip(turns, features, speakers)):
     i = pad + j
-    r = memory_turn_rows(turn, n_codebooks, rows)
+    r = memory_turn_rows(turn, n_codebooks, rows, ahead)
     out["memory_audio_tokens"][i] = r["audio_tokens"]
     out["memory_text_tokens"][i] = r["text_tokens"]
     out["memory_mask"][i] = r["mask"]
@@ -159,12 +214,15 @@ def memory_batch_spec(config) -> dict[str, FieldSpec]:
   mem = m.memory
   k, r, n, t = mem.turns, mem.turn_rows, m.n_codebooks, d.seq_len
   f = memory_config.PROSODY_FEATURES
+  text = FieldSpec((k, r), np.int32, ("batch", None, "seq"), 0, m.text_vocab)
+  if text_stream.aligned(m):   # each row's token and its lookahead
+    text = FieldSpec((k, r, 1 + text_stream.lookahead(m)), np.int32,
+                     ("batch", None, "seq", None), 0, m.text_vocab)
   return {
       "memory_audio_tokens": FieldSpec((k, r, n), np.int32,
                                        ("batch", None, "seq", None),
                                        0, m.audio_vocab),
-      "memory_text_tokens": FieldSpec((k, r), np.int32, ("batch", None, "seq"),
-                                      0, m.text_vocab),
+      "memory_text_tokens": text,
       "memory_mask": FieldSpec((k, r, n + 1), np.bool_,
                                ("batch", None, "seq", None)),
       "memory_valid": FieldSpec((k,), np.bool_, ("batch", None)),

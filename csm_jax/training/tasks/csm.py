@@ -57,11 +57,11 @@ class CSMTask(Task):
     # With the dual memory, the memory of the earlier turns is the
     # example's prefix and the conversational terms are added.
     m = self.config.model
+    kwargs["advance_weight"] = m.get("advance_loss_weight", 1.0)
     if memory_config.enabled(m):
       return memory_csm_loss(model, batch, rng, decoder_fraction,
                              m.text_loss_weight, m.memory, **kwargs)
     return csm_loss(model, batch, rng, decoder_fraction, m.text_loss_weight,
-                    advance_weight=m.get("advance_loss_weight", 1.0),
                     **kwargs)
 
   def batch_weight(self, batch):
