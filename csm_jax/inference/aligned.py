@@ -23,6 +23,9 @@ carries both, the prosody column on the frame's row as in training. The
 turn's style is given or sampled once, from the state that predicts its
 first frame (row ``text_lead`` - 1); context turns carry the prosody
 tokens of their audio (``aligned_prosody``).
+
+With the dual memory (``model.memory``) the request's memory is the
+prompt's prefix, in the cache slots before it (``Generator``).
 """
 
 from __future__ import annotations
@@ -265,14 +268,17 @@ def stream(gen, requests, s, styles=None, sketches=None, audio: bool = True,
   reserve = gen.reserve_frames(s) + lead
   prompts = [prompt_rows(gen, first_row(r.feed, ahead), spk, ctx, reserve)
              for r, (_, spk, ctx, *_) in zip(reqs, requests)]
-  state = gen._prefill(gen.params, gen._batch(prompts, reserve))  # pylint: disable=protected-access
+  # With the dual memory, each request's memory (given, or written from
+  # its context turns) is the prompt's prefix, as on the prefix stream.
+  state = gen._prefill(gen.params, gen._batch(prompts, reserve),  # pylint: disable=protected-access
+                       gen._memory_prefix(requests))  # pylint: disable=protected-access
   b = len(reqs)
   # Committed like the rest of the state, or the step compiles twice.
   device = state["h"].sharding
   state.update(ptr=jax.device_put(jnp.zeros((b,), jnp.int32), device),
                row=jax.device_put(jnp.zeros((), jnp.int32), device))
-  rows_left = min(gen.max_frames(s) + lead,
-                  gen.max_len - int(state["length"]))
+  rows_left = min(gen.max_frames(s) + lead, gen.max_len + gen.prefix_slots
+                  - int(state["length"]))
   plan = None
   if gen.bins is not None:
     state, plan = aligned_prosody.start(gen, state, styles, sketches,

@@ -36,7 +36,7 @@ from csm_jax.config import text_stream
 from csm_jax.inference.cli import (GenerationError, RequestError,
                                    check_sampling, jsonl_turns)
 from csm_jax.inference.generator import ContextTurn, Generator, Sampling
-from csm_jax.inference.memory import MemoryTurn
+from csm_jax.inference.memory import MemoryTurn, memory_turn
 from csm_jax.inference.prefix_cache import PromptCache
 from csm_jax.model import memory as memory_lib
 
@@ -77,9 +77,12 @@ class Conversation:
     self.memory = self.gen.memory.write(self.memory, [mt])
 
   def add_turn(self, text: str, speaker: int,
-               audio: np.ndarray | None = None) -> ContextTurn:
+               audio: np.ndarray | None = None,
+               alignment: tuple | None = None) -> ContextTurn:
     """Adds a turn (``audio``: float32 mono at the codec's rate, or None
-    for a turn known by its words only) and writes it into the memory."""
+    for a turn known by its words only) and writes it into the memory.
+    ``alignment``: the (phoneme symbols, start seconds) of the audio, which
+    an aligned-stream prompt lays its tokens by (``ContextTurn``)."""
     self._check(text, speaker)
     turn = ContextTurn(int(speaker), text)
     if audio is not None:
@@ -88,7 +91,8 @@ class Conversation:
         raise RequestError(f"turn {len(self.turns)}: the audio is empty")
       # Encoded once: the memory and every later prompt reuse the codes.
       codes = np.asarray(self.gen.codec.encode(audio))[:, :self.gen.n]
-      turn = ContextTurn(int(speaker), text, audio=audio, codes=codes)
+      turn = ContextTurn(int(speaker), text, audio=audio, codes=codes,
+                         alignment=alignment)
     self._remember(turn)
     self.turns.append(turn)
     return turn
@@ -149,9 +153,8 @@ class Conversation:
 
 def _words_only(gen: Generator, turn: ContextTurn) -> MemoryTurn:
   """A words-only turn as the memory writes it: text rows, no frames."""
-  return MemoryTurn(np.asarray(gen.tokenizer.encode_turn(turn.speaker,
-                                                         turn.text)),
-                    np.zeros((0, gen.n), np.int32), None, 0, turn.text)
+  return memory_turn(gen.config, gen.tokenizer, turn.speaker, turn.text,
+                     np.zeros((0, gen.n), np.int32))
 
 
 def read_script(path: str) -> list[dict]:

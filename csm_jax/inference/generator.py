@@ -44,7 +44,8 @@ from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
 from csm_jax.data.prosody_tokens import ProsodyError
 from csm_jax.inference import aligned, decode, speculative
 from csm_jax.inference.chunk import Chunk
-from csm_jax.inference.memory import MemoryTurn, MemoryWriter, stack_states
+from csm_jax.inference.memory import (MemoryTurn, MemoryWriter, memory_turn,
+                                      stack_states)
 from csm_jax.inference.prosody_control import Sketch, check_pace
 
 BUCKET = 64
@@ -249,10 +250,9 @@ class Generator:
 
   def memory_turn(self, turn: ContextTurn) -> MemoryTurn:
     """A context turn as the memory writes it (codes encoded if needed)."""
-    return MemoryTurn(
-        np.asarray(self.tokenizer.encode_turn(turn.speaker, turn.text)),
-        self._encode(turn), turn.audio,
-        self.codec.sample_rate if self.codec else 0, turn.text)
+    return memory_turn(self.config, self.tokenizer, turn.speaker, turn.text,
+                       self._encode(turn), turn.audio,
+                       self.codec.sample_rate if self.codec else 0)
 
   def _memory_prefix(self, requests):
     """The prefix vectors of each request's memory (None without memory):

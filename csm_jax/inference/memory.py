@@ -3,7 +3,9 @@
 ``MemoryWriter`` holds one compiled ``model.memory.update`` per batch size:
 a turn's rows are laid out and cut exactly as in training
 (``data.examples.memory_rows.memory_turn_rows``), so writing a turn costs
-the same at turn 2 and at turn 200, and the state keeps its shape. A turn's
+the same at turn 2 and at turn 200, and the state keeps its shape. On the
+aligned text stream a turn is its tag rows and text tokens, text first
+(``memory_rows.aligned_memory_rows``), the same rows training reads. A turn's
 prosody features come from its audio by the corpus's own extraction
 (``data.features.prosody``, then the fixed normalization); without audio
 they are left out (the bank reads the frames alone), as for a corpus built
@@ -21,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from csm_jax.config import memory as memory_config
+from csm_jax.config import text_stream
 from csm_jax.data.examples import memory_rows
 from csm_jax.data.examples.frames import Turn
 from csm_jax.model import memory as memory_lib
@@ -30,13 +33,30 @@ from csm_jax.model.memory import MemoryState, MemoryStateError
 @dataclasses.dataclass
 class MemoryTurn:
   """A turn to write: token ids (speaker tag included), its codes and,
-  optionally, its audio (float32 mono at ``sample_rate``) and text."""
+  optionally, its audio (float32 mono at ``sample_rate``) and text. On the
+  aligned text stream ``text_ids`` are the tag rows and ``tokens`` the
+  text's tokens (``memory_turn``)."""
 
   text_ids: np.ndarray
   codes: np.ndarray
   audio: np.ndarray | None = None
   sample_rate: int = 0
   text: str = ""
+  tokens: np.ndarray | None = None
+
+
+def memory_turn(config, tokenizer, speaker: int, text: str, codes,
+                audio=None, sample_rate: int = 0) -> MemoryTurn:
+  """A turn as the memory of ``config``'s model writes it: its tokenized
+  text (tag rows and tokens apart on the aligned text stream, as training
+  holds them) and ``codes`` (F, N), none for a turn known by its words."""
+  codes = np.asarray(codes, np.int32)
+  if not text_stream.aligned(config.model):
+    return MemoryTurn(np.asarray(tokenizer.encode_turn(speaker, text)),
+                      codes, audio, sample_rate, text)
+  tags = np.asarray([tokenizer.bos_id, tokenizer.speaker_token_id(speaker)])
+  return MemoryTurn(tags, codes, audio, sample_rate, text,
+                    tokens=np.asarray(tokenizer.encode(text), np.int32))
 
 
 def turn_features(audio, sample_rate: int, text: str) -> np.ndarray:
@@ -56,6 +76,9 @@ class MemoryWriter:
     mem = config.model.memory
     self.n = config.model.n_codebooks
     self.rows = int(mem.turn_rows)
+    # The aligned text stream's lookahead: its memory rows' text shape.
+    self.ahead = (text_stream.lookahead(config.model)
+                  if text_stream.aligned(config.model) else None)
     self.features = bool(mem.prosody_features if features is None
                          else features)
     self.graphdef, self.params = graphdef, params
@@ -81,8 +104,10 @@ class MemoryWriter:
 
   def _arrays(self, turns: Sequence[MemoryTurn | None]) -> dict:
     b = len(turns)
+    text_shape = (b, self.rows) + (() if self.ahead is None
+                                   else (1 + self.ahead,))
     out = {"audio_tokens": np.zeros((b, self.rows, self.n), np.int32),
-           "text_tokens": np.zeros((b, self.rows), np.int32),
+           "text_tokens": np.zeros(text_shape, np.int32),
            "mask": np.zeros((b, self.rows, self.n + 1), bool),
            "valid": np.zeros((b,), bool),
            "features": np.zeros((b, memory_config.PROSODY_FEATURES),
@@ -92,8 +117,14 @@ class MemoryWriter:
       if t is None:
         continue
       codes = np.asarray(t.codes, np.int32)[:, :self.n]
+      stream = None if t.tokens is None else (t.tokens, None)
+      if self.ahead is not None and stream is None:
+        raise MemoryStateError("a turn written on the aligned text stream "
+                               "needs its text tokens (inference.memory."
+                               "memory_turn)")
       r = memory_rows.memory_turn_rows(
-          Turn(np.asarray(t.text_ids, np.int32), codes), self.n, self.rows)
+          Turn(np.asarray(t.text_ids, np.int32), codes, stream=stream),
+          self.n, self.rows, self.ahead)
       out["audio_tokens"][i], out["text_tokens"][i] = (r["audio_tokens"],
                                                        r["text_tokens"])
       out["mask"][i], out["valid"][i] = r["mask"], True
