@@ -7,8 +7,8 @@ rows and each row also showing the ``text_lookahead`` tokens after its
 own, with an advance head that says when the next row moves on to the
 next token (``data.examples.frames``, ``inference.aligned``). Timings come
 from the corpus's phoneme events, so ``aligned`` reads phoneme tokens. The
-prosody stream (``model.prosody``) works on either layout; the memory
-only on ``prefix``.
+prosody stream (``model.prosody``) and the dual memory (``model.memory``)
+work on either layout.
 
 Configs saved before the switch have none of these fields: ``stream(m)``
 reads them as ``prefix``.
@@ -68,11 +68,6 @@ def validate(c, check) -> None:
   check(c.data.source == "dialogues", "model.text_stream",
         "'aligned' needs turn timings, which only dialogues corpora hold "
         f"(data.source={c.data.source!r})")
-  memory = m.get("memory")
-  check(memory is None or not memory.get("enabled", False),
-        "model.memory.enabled",
-        "is not implemented with the aligned text stream yet; use "
-        "model.text_stream='prefix'")
 
 
 def structural(m) -> dict:

@@ -163,7 +163,8 @@ def replay(gen, instruments, convs, refs, seed: int,
   for cid, _, turns in convs:
     conv = Conversation(gen, default_sampling(seed))
     for t in turns[:SEED_TURNS]:
-      conv.add_turn(t.text, t.speaker, t.audio)
+      # Their phoneme timings lay them out as training does (aligned).
+      conv.add_turn(t.text, t.speaker, t.audio, t.alignment)
     for i, t in enumerate(turns[SEED_TURNS:], SEED_TURNS):
       conv.sampling = dataclasses.replace(
           conv.sampling, seed=seed + i,

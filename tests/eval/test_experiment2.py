@@ -31,6 +31,16 @@ def test_every_configuration_is_valid_and_changes_what_it_names():
     assert c.data.corpus_size == "long" and c.train.init_from == "/base"
 
 
+def test_every_configuration_is_valid_on_the_aligned_default():
+  from configs import debug  # pylint: disable=import-outside-toplevel
+  base = debug.get_config()
+  assert base.model.text_stream == "aligned"
+  for n in e2.VARIANTS:   # variant_config validates each
+    c = e2.variant_config(base, "/base", n, 10)
+    assert c.model.text_stream == "aligned" and c.data.corpus_size == "long"
+    assert memory_config.enabled(c.model) == (n != "no_memory")
+
+
 def test_equal_compute_gives_the_cheaper_baseline_more_steps():
   steps = e2.equal_compute_steps(_base(), "/base", 100, list(e2.VARIANTS))
   assert steps["dual"] == 100 and steps["no_memory"] > 100

@@ -50,3 +50,12 @@ def test_the_default_sizes_are_unchanged_and_long_is_its_own_size():
   assert synthetic.SyntheticDialogues.DEFAULT_CONFIG_NAME == "default"
   with pytest.raises(ValueError, match="long"):
     synthetic.builder("huge")
+
+
+def test_the_long_size_records_the_phoneme_timings_the_aligned_stream_reads(
+    tmp_path):
+  # Declared by the builder (nothing is built): every size writes what
+  # eSpeak spoke and when (turns.phoneme_alignment reads it back).
+  features = synthetic.builder("long", data_dir=str(tmp_path)).info.features
+  for key in ("phonemes", "phoneme_starts"):
+    assert key in features, key

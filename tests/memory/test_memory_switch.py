@@ -115,7 +115,6 @@ def test_loss_terms_need_the_memory_on():
 
 def test_debug_config_takes_the_memory_from_the_command_line():
   from configs import debug  # pylint: disable=import-outside-toplevel
-  # The memory reads prefix-stream rows (the aligned default refuses it).
   c = debug.get_config("model.memory.enabled=True,model.memory.turns=6,"
                        "model.text_stream=prefix")
   schema.validate(c)
@@ -123,8 +122,9 @@ def test_debug_config_takes_the_memory_from_the_command_line():
   assert jax.tree.leaves(c.model.memory.to_dict())
 
 
-def test_the_aligned_default_refuses_the_memory_in_one_line():
+def test_the_aligned_default_takes_the_memory():
   from configs import debug  # pylint: disable=import-outside-toplevel
   c = debug.get_config("model.memory.enabled=True")
-  with pytest.raises(schema.ConfigError, match="model.memory.enabled"):
-    schema.validate(c)
+  assert c.model.text_stream == "aligned"
+  schema.validate(c)
+  assert schema.structural_fields(c)["model"]["memory"]["enabled"]
