@@ -42,6 +42,23 @@ def best_substring_edits(ref: str, hyp: str) -> int:
   return int(prev.min())
 
 
+def _fitting_context(gen, text, speaker, context):
+  """(context, response seconds it leaves, prompt rows): the most of the
+  newest context turns that still leave ``TARGET_SECONDS``, else none
+  (which leaves the most)."""
+  best = None
+  for k in range(len(context), -1, -1):
+    kept = context[len(context) - k:]
+    rows = len(gen.prompt_rows(text, speaker, context_turns(kept),
+                               reserve=0)["positions"])
+    fits = max(0.0, (gen.max_len - rows) * gen.frame_seconds)
+    if best is None or fits > best[1]:
+      best = (kept, fits, rows)
+    if fits >= TARGET_SECONDS:
+      break
+  return best
+
+
 def long_form(gen, instruments, prompts, sampling) -> dict:
   sr = gen.codec.sample_rate
   speaker = prompts[0].target.speaker
@@ -53,10 +70,10 @@ def long_form(gen, instruments, prompts, sampling) -> dict:
     texts.append(p.target.text)
     seconds += len(p.target.audio) / sr
   text = " ".join(texts)
-  context = prompts[0].context
-  prompt_rows = len(gen.prompt_rows(text, speaker, context_turns(context),
-                                    reserve=0)["positions"])
-  fits = max(0.0, (gen.max_len - prompt_rows) * gen.frame_seconds)
+  # The trained length bounds prompt + response: the prompt's conversation
+  # is given as context only while it leaves the response its length.
+  context, fits, prompt_rows = _fitting_context(gen, text, speaker,
+                                                prompts[0].context)
   cap = min(TARGET_SECONDS, seconds * 1.5, fits)
   if cap < 3.0:
     return {"skipped": f"the trained length ({gen.max_len} rows) leaves "
@@ -78,5 +95,6 @@ def long_form(gen, instruments, prompts, sampling) -> dict:
                    "speaker_similarity": float(np.dot(e, refs[speaker]))
                    if speaker in refs else float("nan")})
   return {"target_seconds": TARGET_SECONDS, "cap_seconds": cap,
+          "context_turns": len(context),
           "generated_seconds": len(audio) / sr, "ended_on_eos": r["eos"],
           "reference_text": text, "thirds": thirds, "audio": audio}

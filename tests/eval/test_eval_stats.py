@@ -85,3 +85,24 @@ def test_best_stretch_edits():
   assert best_substring_edits(ref, "sat in") == 1
   assert best_substring_edits(ref, "") == 0
   assert best_substring_edits("abc", "xyz") == 3
+
+
+def test_the_long_response_keeps_the_context_that_leaves_it_its_length():
+  from csm_jax.eval import long_form
+
+  class Gen:
+    max_len, frame_seconds = 1000, 0.04   # 40 s of rows
+
+    def prompt_rows(self, text, speaker, context, reserve):
+      return {"positions": [0] * (10 + 200 * len(context))}
+
+  import numpy as np
+  from csm_jax.eval.prompts import Turn
+  turns = [Turn(0, f"t{i}", np.zeros(8, np.float32), "", i) for i in (1, 2, 3)]
+  # 3 turns leave (1000 - 610) x 0.04 = 15.6 s, 2 leave 23.6 s, 1 leaves
+  # 31.6 s: the newest one is kept.
+  kept, fits, rows = long_form._fitting_context(Gen(), "x", 0, turns)
+  assert [t.text for t in kept] == ["t3"] and rows == 210 and abs(fits - 31.6) < 1e-9
+  Gen.max_len = 500     # even no context leaves under 30 s: none is kept
+  kept, fits, rows = long_form._fitting_context(Gen(), "x", 0, turns)
+  assert kept == [] and rows == 10 and abs(fits - 19.6) < 1e-9
