@@ -199,14 +199,20 @@ def run_paper(checkpoint: str, out_dir: str, seed: int = 0,
                           instrument_overrides, log)
     timings[name] = time.perf_counter() - t
     results["sections"][name] = data
+    results["provenance"]["seconds"] = timings
+    # The page so far, after every section: a later section that fails
+    # loses nothing before it.
+    _write(results, out_dir)
     prog(name)
-  results["provenance"]["seconds"] = timings
+  log(f"paper: {os.path.join(out_dir, 'results.md')}")
+  return results
+
+
+def _write(results: dict, out_dir: str) -> None:
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(report_lib.json_ready(results), f, indent=1,
               default=_json_default)
   write_page(results, out_dir)
-  log(f"paper: {os.path.join(out_dir, 'results.md')}")
-  return results
 
 
 def _json_default(x):
