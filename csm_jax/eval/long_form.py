@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from csm_jax.config import text_stream
 from csm_jax.eval import text_metrics
 from csm_jax.eval.generation import context_turns
 from csm_jax.eval.conversation import _voice_references
+from csm_jax.inference import aligned
 
 TARGET_SECONDS = 30.0
 
@@ -43,6 +45,18 @@ def best_substring_edits(ref: str, hyp: str) -> int:
   return int(prev.min())
 
 
+def _prompt_rows(gen, text, speaker, context) -> int:
+  """Rows before the response's first frame. On the aligned stream the text
+  is laid on the frames as they come, so only its tag rows precede them."""
+  m = gen.config.model
+  if not text_stream.aligned(m):
+    return len(gen.prompt_rows(text, speaker, context,
+                               reserve=0)["positions"])
+  first = np.zeros((1 + text_stream.lookahead(m),), np.int32)
+  return len(aligned.prompt_rows(gen, first, speaker, context,
+                                 reserve=0)["positions"])
+
+
 def _fitting_context(gen, text, speaker, context):
   """(context, response seconds it leaves, prompt rows): the most of the
   newest context turns that still leave ``TARGET_SECONDS``, else none
@@ -50,8 +64,7 @@ def _fitting_context(gen, text, speaker, context):
   best = None
   for k in range(len(context), -1, -1):
     kept = context[len(context) - k:]
-    rows = len(gen.prompt_rows(text, speaker, context_turns(kept),
-                               reserve=0)["positions"])
+    rows = _prompt_rows(gen, text, speaker, context_turns(kept))
     fits = max(0.0, (gen.max_len - rows) * gen.frame_seconds)
     if best is None or fits > best[1]:
       best = (kept, fits, rows)

@@ -84,9 +84,11 @@ def _model_section(gen, instruments, out_dir, checkpoint, seed, budget,
 def measure_speed(gen, texts, seed: int = 0, frames_per_call: int = 4
                   ) -> dict:
   """Real-time factor (wall / audio seconds) and time to first audio of
-  ``texts`` spoken one by one, after one untimed run compiles the shapes."""
+  ``texts`` spoken one by one, after an untimed run of each compiles its
+  shapes (a prompt length's first call compiles)."""
   s = Sampling(frames_per_call=frames_per_call, max_seconds=10.0, seed=seed)
-  list(gen.stream(texts[0], 0, (), s))
+  for i, text in enumerate(texts):
+    list(gen.stream(text, 0, (), dataclasses.replace(s, seed=seed + i)))
   rtf, first = [], []
   for i, text in enumerate(texts):
     s = dataclasses.replace(s, seed=seed + i)

@@ -90,8 +90,11 @@ def test_best_stretch_edits():
 def test_the_long_response_keeps_the_context_that_leaves_it_its_length():
   from csm_jax.eval import long_form
 
+  import ml_collections
+
   class Gen:
     max_len, frame_seconds = 1000, 0.04   # 40 s of rows
+    config = ml_collections.ConfigDict({"model": {"text_stream": "prefix"}})
 
     def prompt_rows(self, text, speaker, context, reserve):
       return {"positions": [0] * (10 + 200 * len(context))}
