@@ -32,8 +32,6 @@ import shutil
 import sys
 import time
 
-import numpy as np
-
 from csm_jax.config import schema
 from csm_jax.eval import report as report_lib
 from csm_jax.eval import stats
@@ -172,7 +170,7 @@ def run_paper(checkpoint: str, out_dir: str, seed: int = 0,
              "sections": {}}
   timings = {}
   instruments = None
-  if "model" in sections or "speed" in sections:
+  if "model" in sections:
     instruments = plugged.select_instruments(
         gen.config, plugged.CORPUS, plugged.CORPUS,
         overrides=instrument_overrides)
@@ -212,14 +210,6 @@ def run_paper(checkpoint: str, out_dir: str, seed: int = 0,
 
 def _write(results: dict, out_dir: str) -> None:
   with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(report_lib.json_ready(results), f, indent=1,
-              default=_json_default)
+    json.dump(report_lib.json_ready(results), f, indent=1, default=str)
   write_page(results, out_dir)
 
-
-def _json_default(x):
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  return str(x)

@@ -8,7 +8,6 @@ shows into a docs folder.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -24,7 +23,7 @@ PROBE_TARGET = 0.70         # Experiment 1: top-1 on common words
 
 
 def _e(d) -> str:
-  if not d or not isinstance(d, dict) or "value" in d and d["value"] is None:
+  if not isinstance(d, dict) or d.get("value") is None:
     return "n/a"
   return str(Estimate(**{k: d[k] for k in ("value", "low", "high", "n")}))
 
@@ -291,7 +290,3 @@ def publish(out_dir: str, page: str, images: str) -> list[str]:
     f.write(text)
   return copied
 
-
-def load_results(out_dir: str) -> dict:
-  with open(os.path.join(out_dir, "results.json"), encoding="utf-8") as f:
-    return json.load(f)
