@@ -27,6 +27,8 @@ import os
 import re
 from typing import Sequence
 
+import numpy as np
+
 from csm_jax.data import phonemes as phoneme_lib
 from csm_jax.data.tokenizer import (BOS_ID, DEFAULT_NUM_SPEAKERS, EOS_ID,
                                     PAD_ID, UNK_ID, TokenizerError)
@@ -197,6 +199,42 @@ class PhonemeTokenizer:
                            "this version's (data.phonemes.INVENTORY)")
     return cls(int(meta["num_speakers"]), meta.get("voice", "en-us"), path,
                int(meta.get("version", 1)))
+
+
+def word_events(text: str, word_starts, duration: float,
+                voice: str = "en-us") -> tuple[list[str], np.ndarray] | None:
+  """Phoneme events (symbols, start seconds) of ``text`` from the start of
+  each of its whitespace-separated words, as a forced aligner or a
+  manifest gives them: each word's phonemes (and the pause its punctuation
+  makes) spread evenly from its start to the next word's (the last to
+  ``duration``). Words phonemize one by one, as ``PhonemeTokenizer``
+  encodes them, so the events match its tokens. Unknown starts (None or
+  NaN) fall evenly between their known neighbours; None when none is
+  known.
+  """
+  words = split_words(text)
+  starts = np.array([np.nan if s is None else float(s) for s in word_starts],
+                    np.float64)
+  if len(starts) != len(words):
+    raise ValueError(f"{len(starts)} word starts for the {len(words)} words "
+                     f"of {text!r}")
+  known = np.flatnonzero(np.isfinite(starts))
+  if not len(known):
+    return None
+  idx = np.arange(len(words))
+  starts = np.interp(idx, known, starts[known])
+  starts = np.clip(np.maximum.accumulate(starts), 0.0, duration)
+  ends = np.append(starts[1:], max(duration, starts[-1]))
+  symbols, times = [], []
+  for (word, pause), s, e in zip(words, starts, ends):
+    phones = [p for p in (_word_phonemes(word, voice)
+                          if _SPEAKABLE.search(word) else ())
+              if phoneme_lib.base_symbol(p) != phoneme_lib.PAUSE]
+    phones += [phoneme_lib.PAUSE] if pause else []
+    for j, ph in enumerate(phones):
+      symbols.append(ph)
+      times.append(s + (e - s) * j / len(phones))
+  return symbols, np.asarray(times, np.float32)
 
 
 def is_phoneme_tokenizer_file(path: str) -> bool:

@@ -1,8 +1,11 @@
-"""Where each text token is spoken: token timings from eSpeak's phoneme events.
+"""Where each text token is spoken: token timings from phoneme events.
 
 The aligned text stream (``model.text_stream="aligned"``) puts on every
 audio frame the token being spoken. Training takes the timings from the
-corpus: the phonemes eSpeak spoke and their start times. The tokens come
+corpus: the phonemes eSpeak spoke and their start times, or, for a real
+corpus, its words' start times (a manifest's ``word_starts``, or the CTC
+alignment of long recordings) with each word's phonemes spread over it
+(``turn_timing``). The tokens come
 from the text alone (``PhonemeTokenizer``, as generation makes them), so
 the two sequences differ a little (a word eSpeak says differently in
 context, the gaps between words some voices leave, modifier marks);
@@ -21,6 +24,7 @@ import numpy as np
 
 from csm_jax.config.errors import UserError
 from csm_jax.data import phonemes as phoneme_lib
+from csm_jax.data.phoneme_tokenizer import word_events
 
 
 class AlignmentError(UserError, ValueError):
@@ -104,6 +108,24 @@ def uniform_index(n_tokens: int, n_frames: int) -> np.ndarray:
   return frame_index(starts, n_frames, 1.0)
 
 
+def turn_timing(rec) -> tuple[list[str], np.ndarray] | None:
+  """Phoneme events (symbols, start seconds) of a stored turn: the
+  phonemes its corpus recorded, else its words' phonemes from their
+  recorded starts (``phoneme_tokenizer.word_events``); None when neither
+  is known."""
+  from csm_jax.data.corpora import turns  # pylint: disable=g-import-not-at-top
+  found = turns.phoneme_alignment(rec)
+  if found is not None or "word_starts" not in rec:
+    return found
+  word_starts = np.asarray(rec["word_starts"], np.float64)
+  if not word_starts.size:
+    return None
+  text = rec["text"]
+  text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+  duration = float(rec["end_s"]) - float(rec["start_s"])
+  return word_events(text, word_starts, duration)
+
+
 class Aligner:
   """Lays a corpus turn's tokens on its frames (``DialogueExamples``)."""
 
@@ -124,13 +146,13 @@ class Aligner:
   def stream(self, rec, text: str, n_frames: int):
     """(token ids (K,), token index of each frame (F,)), or None when the
     turn's tokens do not fit its frames."""
-    from csm_jax.data.corpora import turns  # pylint: disable=g-import-not-at-top
-    found = turns.phoneme_alignment(rec)
+    found = turn_timing(rec)
     if found is None:
       raise AlignmentError(
-          f"{self.where or 'the corpus'} records no phoneme timings, which "
-          "the aligned text stream trains from; rebuild it with this "
-          "version (python -m csm_jax.prepare) or use "
+          f"{self.where or 'the corpus'} records no phoneme or word "
+          "timings for a turn, which the aligned text stream trains from: "
+          "rebuild it with this version (python -m csm_jax.prepare), give "
+          "the manifest's turns 'word_starts', or use "
           "model.text_stream='prefix'")
     ids = np.asarray(self.tokenizer.encode(text), np.int32)
     try:

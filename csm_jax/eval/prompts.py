@@ -18,7 +18,8 @@ import tensorflow_datasets as tfds
 
 from csm_jax.config.errors import UserError
 from csm_jax.data.corpora import registry
-from csm_jax.data.corpora.turns import phoneme_alignment, turn_positions
+from csm_jax.data.corpora.turns import turn_positions
+from csm_jax.data.text_alignment import turn_timing
 
 
 class PromptSetError(UserError, ValueError):
@@ -87,7 +88,7 @@ def conversations(config, sample_rate: int, split: str = "validation"
     turns = [Turn(int(r["speaker_id"]), _text(r["text"]).strip(),
                   registry.record_audio(r, sample_rate),
                   _label(r, "emotion", emotions), int(r["turn_index"]),
-                  phoneme_alignment(r))
+                  turn_timing(r))
              for r in recs]
     out.append((cid, _label(recs[0], "arc", arcs), turns))
   return out

@@ -216,3 +216,45 @@ def test_dialogue_examples_carry_both_streams_and_fit_the_batch_spec():
                          intensity_bins=2, energy_bins=4)
   batch = {k: v[None] for k, v in ds[0].items()}
   validate_batch(batch, csm_batch_spec(c), 1)
+
+
+def test_word_starts_lay_each_words_tokens_from_its_start():
+  """A real corpus's word timings (a manifest's ``word_starts`` or the CTC
+  alignment of a recording) put each word's first token on its start."""
+  from csm_jax.data.phoneme_tokenizer import split_words, word_events
+  from csm_jax.data.text_alignment import timed_index
+  text = "Hello there, my friend."
+  starts = [0.0, 0.5, None, 1.2]
+  events = word_events(text, starts, 1.6)
+  ids = TOK.encode(text)
+  fs = 0.08
+  idx = timed_index(TOK, ids, events, 26, fs)
+  first_of_word, k = [], 0
+  for w, p in split_words(text):
+    first_of_word.append(k)
+    k += len(TOK.word_tokens(w, p))
+  assert k == len(ids)
+  frames = [int(np.flatnonzero(idx == t)[0]) for t in first_of_word]
+  # "my" has no start: halfway between "there," (0.5) and "friend." (1.2).
+  assert frames == [0, round(0.5 / fs), round(0.85 / fs), round(1.2 / fs)]
+  assert np.all(np.diff(idx) >= 0) and idx[-1] == len(ids) - 1
+  assert word_events(text, [None] * 4, 1.6) is None
+  with pytest.raises(ValueError, match="3 word starts for the 4 words"):
+    word_events(text, [0.0, 0.1, 0.2], 1.6)
+
+
+def test_a_manifest_turn_with_word_starts_trains_the_aligned_stream():
+  from csm_jax.data.corpora.turns import word_record
+  from csm_jax.data.text_alignment import Aligner
+  text = "Hello there, my friend."
+  rec = {"text": text.encode(), "start_s": 3.0, "end_s": 4.6,
+         **word_record(text, [0.0, 0.5, None, 1.2])}
+  aligner = Aligner(TOK, lead=2, frame_seconds=0.08, where="calls.jsonl")
+  ids, idx = aligner.stream(rec, text, 26)
+  assert list(ids) == TOK.encode(text)
+  assert idx[round(0.5 / 0.08)] > idx[round(0.5 / 0.08) - 1]
+  # A turn with neither phonemes nor word starts names what is missing.
+  bare = {"text": text.encode(), "start_s": 0.0, "end_s": 1.6,
+          **word_record("", ())}
+  with pytest.raises(AlignmentError, match="calls.jsonl.*'word_starts'"):
+    aligner.stream(bare, text, 26)

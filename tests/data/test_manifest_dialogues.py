@@ -11,6 +11,7 @@ import soundfile as sf
 from csm_jax.data.corpora import ingest_report
 from csm_jax.data.corpora import manifest
 from csm_jax.data.corpora import manifest_builder as tfds_manifest
+from csm_jax.data.text_alignment import turn_timing
 
 SR = 16000
 
@@ -58,7 +59,8 @@ def corpus(tmp_path_factory):
   rows = [
       {"conversation_id": "good-1", "split": "train", "turns": [
           good_turn("wav/a.wav", "alice", "Hello there.", emotion="happiness"),
-          good_turn("wav/b.wav", "bob", "Hi, how are you?"),
+          good_turn("wav/b.wav", "bob", "Hi, how are you?",
+                    word_starts=[0.0, 0.15, None, 0.4]),
           good_turn("wav/silent.wav", "alice", "Anyone?"),             # silent
           good_turn("wav/a.wav", "alice", "I am fine.", emotion="calm"),
       ]},
@@ -139,6 +141,19 @@ def test_examples_and_grain(built):
     assert t["audio"].size / 24000 == pytest.approx(
         t["end_s"] - t["start_s"], abs=1e-3)
     assert np.isfinite(t["prosody"]).all() and t["semantic"].shape == (128,)
+  # Word starts given by the manifest: the aligned stream's phoneme
+  # events, each word's phonemes from its start; none given, no timing.
+  assert turn_timing(turns[0]) is None
+  symbols, starts = turn_timing(turns[1])
+  np.testing.assert_allclose(turns[1]["word_starts"][[0, 1, 3]],
+                             [0.0, 0.15, 0.4])
+  assert np.isnan(turns[1]["word_starts"][2])
+  assert symbols[0] == "h" and starts[0] == 0.0
+  assert symbols[symbols.index("_") + 1] == "h" and \
+      starts[symbols.index("_") + 1] == pytest.approx(0.15)
+  assert (np.diff(starts) >= 0).all() and starts[-1] < 0.6
+  # "are" (start unknown) starts halfway between "how" and "you".
+  assert np.isclose(starts, 0.275).any() and np.isclose(starts, 0.4).any()
   # Channel cuts keep the recording's clock.
   seg = sorted((val[i] for i in range(len(val))),
                key=lambda e: int(e["turn_index"]))
@@ -173,6 +188,15 @@ def test_all_bad_manifest_fails_naming_it(corpus, tmp_path):
      b'"audio": "x.wav", "start": "0.5"}]}', "field 'start' must be"),
     (b'{"conversation_id": "a", "split": "test", "turns": [{"speaker": 1, '
      b'"text": "t", "audio": "x.wav"}]}', "field 'split' must be"),
+    (b'{"conversation_id": "a", "turns": [{"speaker": 1, "text": "a b", '
+     b'"audio": "x.wav", "word_starts": [0.0]}]}',
+     "'word_starts' has 1 entries for the 2 words"),
+    (b'{"conversation_id": "a", "turns": [{"speaker": 1, "text": "a b", '
+     b'"audio": "x.wav", "word_starts": [0.5, 0.2]}]}',
+     r"'word_starts'\[1\] = 0.2 is before"),
+    (b'{"conversation_id": "a", "turns": [{"speaker": 1, "text": "a b", '
+     b'"audio": "x.wav", "word_starts": [0.0, "1"]}]}',
+     r"'word_starts'\[1\] must be a number or null"),
 ])
 def test_malformed_manifest_names_line_and_field(tmp_path, line, message):
   p = tmp_path / "m.jsonl"

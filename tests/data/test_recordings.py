@@ -25,6 +25,7 @@ import pytest
 import soundfile as sf
 
 from csm_jax.data.corpora import ctc_align
+from csm_jax.data.corpora import manifest as manifest_lib
 from csm_jax.data.corpora import manifest_builder
 from csm_jax.data.corpora import recording_bench as bench
 from csm_jax.data.corpora import recording_manifest as rm
@@ -173,6 +174,21 @@ def test_tagged_recordings_give_turns_at_their_times(aligned, material):
     kept = aligned[rid]["conversation"]["turns"]
     assert all(t["start"] <= t["speech_start"] < t["speech_end"] <= t["end"]
                for t in kept)
+    # Each word's aligned start, for the aligned text stream: the turn's
+    # speech starts near its first aligned word, and the manifest reads it.
+    for t in kept:
+      ws = t["word_starts"]
+      assert len(ws) == len(t["text"].split())
+      known = [w for w in ws if w is not None]
+      assert known == sorted(known) and len(known) >= 0.5 * len(ws)
+      # (speech_start is the first word's start moved out to the level's
+      # rise, a little earlier)
+      assert abs(known[0] - (t["speech_start"] - t["start"])) <= 0.25
+      assert known[-1] <= t["end"] - t["start"]
+    conv = manifest_lib.parse_conversation(aligned[rid]["conversation"],
+                                           str(material["dir"]))
+    assert [t.word_starts for t in conv.turns] == [
+        tuple(t["word_starts"]) for t in kept]
 
 
 def test_untagged_recording_finds_its_speakers(aligned, material):

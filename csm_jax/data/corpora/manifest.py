@@ -16,7 +16,11 @@ Per turn: ``speaker`` (str or int, kept as its name), ``text``, ``audio``
 ``start``/``end`` (seconds) cut a segment out of a longer file, so several
 turns may share one recording; ``channel`` (0-based) picks one channel of a
 multichannel file (dialogue recordings often put each speaker on its own
-channel) instead of downmixing; ``emotion`` is a free label.
+channel) instead of downmixing; ``emotion`` is a free label;
+``word_starts`` (optional) gives the start of each whitespace-separated
+word of ``text``, in seconds from the turn's first sample (``null`` where
+unknown), as a forced aligner reports them: the aligned text stream
+trains from them (``corpora.turns.phoneme_alignment``).
 
 Structural mistakes (bad JSON, a missing or mistyped field, a duplicate
 conversation id) raise ``ManifestError`` naming file, line and field: the
@@ -71,6 +75,7 @@ class Turn:
   end: float | None = None
   channel: int | None = None
   emotion: str = ""
+  word_starts: tuple[float | None, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +134,36 @@ def parse_conversation(obj: Any, base_dir: str,
         start=None if start is None else float(start),
         end=None if end is None else float(end),
         channel=channel,
-        emotion=_field(t, "emotion", str, tw, required=False) or ""))
+        emotion=_field(t, "emotion", str, tw, required=False) or "",
+        word_starts=_word_starts(t, tw)))
   return Conversation(cid, tuple(turns), split, where)
+
+
+def _word_starts(t: dict, where: str) -> tuple[float | None, ...] | None:
+  """A turn's ``word_starts``: one number (or null) per word of its text,
+  non-negative and non-decreasing."""
+  raw = _field(t, "word_starts", list, where, required=False)
+  if raw is None:
+    return None
+  n = len(str(t.get("text", "")).split())
+  if len(raw) != n:
+    raise ManifestError(f"{where}: field 'word_starts' has {len(raw)} "
+                        f"entries for the {n} words of 'text'")
+  out, last = [], 0.0
+  for i, v in enumerate(raw):
+    if v is None:
+      out.append(None)
+      continue
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+      raise ManifestError(f"{where}: field 'word_starts'[{i}] must be a "
+                          f"number or null, got {v!r}")
+    if v < last:
+      raise ManifestError(f"{where}: field 'word_starts'[{i}] = {v} is "
+                          f"before an earlier word's start ({last}) or "
+                          "below 0")
+    out.append(float(v))
+    last = float(v)
+  return tuple(out)
 
 
 def read_manifest(path: str) -> Iterator[Conversation]:

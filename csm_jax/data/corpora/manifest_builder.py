@@ -56,7 +56,9 @@ from csm_jax.audio import io as audio_lib
 from csm_jax.data import features as feats_lib
 from csm_jax.data.corpora import ingest_report
 from csm_jax.data.corpora import manifest as manifest_lib
-from csm_jax.data.corpora.turns import default_data_dir, turn_features_spec
+from csm_jax.data.corpora.turns import (alignment_features_spec,
+                                        default_data_dir, turn_features_spec,
+                                        word_record)
 from csm_jax.data.synthetic import voices
 
 NAME = "manifest_dialogues"
@@ -131,6 +133,8 @@ def process_conversation(conv: manifest_lib.Conversation,
         "end_s": clock,
         "prosody": feats["prosody"],
         "semantic": feats["semantic"],
+        **word_record(text if turn.word_starts else "",
+                      turn.word_starts or ()),
     }))
   return examples, rejected
 
@@ -145,8 +149,11 @@ class ManifestConfig(tfds.core.BuilderConfig):
 class ManifestDialogues(tfds.core.GeneratorBasedBuilder):
   """Dialogue turns of a JSONL conversation manifest, one example/turn."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "Word starts of the turns whose manifest (or "
+                            "alignment) gives them, for the aligned text "
+                            "stream."}
   BUILDER_CONFIGS = [ManifestConfig(name="default",
                                     description="<manual_dir>/manifest.jsonl")]
   DEFAULT_CONFIG_NAME = "default"
@@ -160,6 +167,7 @@ class ManifestDialogues(tfds.core.GeneratorBasedBuilder):
                      f"at {self.builder_config.sample_rate} Hz."),
         features=tfds.features.FeaturesDict({
             **turn_features_spec(),
+            **alignment_features_spec(),
             "source_turn_index": np.int32,
             "emotion": tfds.features.ClassLabel(names=EMOTION_NAMES),
             "emotion_name": tfds.features.Text(),

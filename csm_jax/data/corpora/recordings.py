@@ -149,7 +149,8 @@ def segment_recording(rec: rm.Recording, text: str, aligner,
         {"speaker": t.speaker, "text": t.text, "audio": rec.audio,
          "start": _r(t.start), "end": _r(t.end),
          "speech_start": _r(t.speech_start), "speech_end": _r(t.speech_end),
-         "score": _r(t.score)} for t in kept]}
+         "score": _r(t.score), "word_starts": _word_starts(t)}
+        for t in kept]}
     if rec.split:
       conv["split"] = rec.split
   aligned = [w for w in words if w.aligned]
@@ -178,6 +179,13 @@ def segment_recording(rec: rm.Recording, text: str, aligner,
                  "text": t.text} for t in turns],
   }
   return conv, report
+
+
+def _word_starts(turn: turn_cutting.CutTurn) -> list[float | None]:
+  """Each word's aligned start from the turn's start (None: not aligned),
+  for the aligned text stream (``manifest``'s ``word_starts``)."""
+  return [_r(max(w.start - turn.start, 0.0)) if w.aligned else None
+          for w in turn.words]
 
 
 def _embedder(path: str, aligner) -> Callable:

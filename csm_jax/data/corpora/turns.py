@@ -73,14 +73,32 @@ def alignment_record(phonemes, phoneme_starts, words, word_starts) -> dict:
           "word_starts": np.asarray(word_starts, np.float32)}
 
 
+def _str(x) -> str:
+  return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
 def phoneme_alignment(example) -> tuple[list[str], np.ndarray] | None:
   """(phoneme symbols, start seconds) of a stored turn, or None when its
-  corpus records no alignment."""
+  corpus records no phonemes (``text_alignment.turn_timing`` falls back on
+  the turn's word starts)."""
   if "phonemes" not in example:
     return None
-  raw = example["phonemes"]
-  raw = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-  return raw.split(), np.asarray(example["phoneme_starts"], np.float32)
+  symbols = _str(example["phonemes"]).split()
+  if not symbols:
+    return None
+  return symbols, np.asarray(example["phoneme_starts"], np.float32)
+
+
+def word_record(text: str, word_starts) -> dict:
+  """The fields of ``alignment_features_spec`` for a turn whose words'
+  starts are known (None or NaN where one is not) and phonemes are not."""
+  offsets, pos = [], 0
+  for w in text.split():
+    pos = text.index(w, pos)
+    offsets.append(pos)
+    pos += len(w)
+  starts = [np.nan if s is None else float(s) for s in word_starts]
+  return alignment_record((), (), offsets, starts)
 
 
 def turn_positions(source) -> dict[str, list[int]]:
