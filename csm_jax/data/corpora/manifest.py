@@ -20,7 +20,7 @@ channel) instead of downmixing; ``emotion`` is a free label;
 ``word_starts`` (optional) gives the start of each whitespace-separated
 word of ``text``, in seconds from the turn's first sample (``null`` where
 unknown), as a forced aligner reports them: the aligned text stream
-trains from them (``corpora.turns.phoneme_alignment``).
+trains from them (``data.text_alignment.turn_timing``).
 
 Structural mistakes (bad JSON, a missing or mistyped field, a duplicate
 conversation id) raise ``ManifestError`` naming file, line and field: the
