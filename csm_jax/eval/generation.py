@@ -36,7 +36,11 @@ def context_turns(turns) -> list[ContextTurn]:
 
 
 def cap_seconds(truth_s: float, cap: float) -> float:
-  return float(min(cap, 2.0 * truth_s + 1.0))
+  """How long a response to a prompt of ``truth_s`` seconds may run: up to
+  ``cap`` and twice the truth (plus 1 s), but never less than 1.5x the
+  truth (plus 1 s), past the 1.4x that still ends in time: a cap under
+  that would count a long prompt as not ending whatever the model does."""
+  return float(min(2.0 * truth_s + 1.0, max(cap, 1.5 * truth_s + 1.0)))
 
 
 def speak_prompts(gen, prompts: Sequence, sampling: Sampling,

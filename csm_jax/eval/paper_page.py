@@ -179,7 +179,8 @@ def _experiment2_lines(d: dict) -> list[str]:
   if "skipped" in d:
     return out + [f"Not run: {d['skipped']}", ""]
   s = d["summary"]
-  out += [f"{d['meta']['conversations']} held-out conversations, "
+  n = d['meta']['conversations']
+  out += [f"{n} held-out conversation{'s' if n != 1 else ''}, "
           f"{d['meta']['turns']} generated turns; similarity of each turn to "
           "its speaker's voice, and the ratio to no memory on the same "
           "turns (paired).", "",
