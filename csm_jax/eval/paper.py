@@ -152,16 +152,21 @@ def _experiment3(checkpoint, out_dir, seed, budget, overrides, log) -> dict:
 def run_paper(checkpoint: str, out_dir: str, seed: int = 0,
               budget: Budget = Budget(), sections=SECTIONS,
               instrument_overrides: dict | None = None, command: str = "",
-              log=None) -> dict:
+              log=None, generator=None) -> dict:
   """Runs ``sections`` on ``checkpoint``; writes out_dir/results.md (and
-  results.json, each section's own report in out_dir/<section>)."""
+  results.json, each section's own report in out_dir/<section>).
+
+  ``generator``: the checkpoint's Generator, when the caller has it loaded
+  already (a second page of the same run skips the load and reuses its
+  compiled programs).
+  """
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   unknown = [s for s in sections if s not in SECTIONS]
   if unknown:
     raise suite_lib.EvaluationError(
         f"paper: unknown section {unknown[0]!r}; known: {', '.join(SECTIONS)}")
   os.makedirs(out_dir, exist_ok=True)
-  gen = suite_lib.load(checkpoint)
+  gen = generator or suite_lib.load(checkpoint)
   weights = {"model": 10, "speed": 1, "experiment1": 6, "experiment2": 12,
              "experiment3": 8}
   prog = suite_lib.Progress({s: weights[s] for s in sections})

@@ -4,8 +4,8 @@ Sections: validate the config against the devices; build the mesh for the
 task it is given; create the state already sharded; compile the step ahead
 of time and log its memory; restore the latest checkpoint (or refuse an
 incompatible workdir); loop with logging, evaluation (the task's own and the
-hooks it was given), checkpointing and a clean save on SIGTERM; return the
-last metrics. ``csm_jax.training.run.train_and_evaluate`` builds the task
+hooks it was given), checkpointing and a clean save on SIGTERM (then ``Preempted``, a SystemExit);
+return the last metrics. ``csm_jax.training.run.train_and_evaluate`` builds the task
 (and what it needs) from a config and calls it.
 """
 
@@ -49,6 +49,17 @@ class EvalHook(Protocol):
   def __call__(self, model, step: int, reporter,
                workdir: str) -> dict[str, float]:
     ...
+
+
+class Preempted(SystemExit):
+  """SIGTERM arrived: the step it stopped at is saved. A SystemExit (code
+  143, as a process killed by SIGTERM): it ends the command that trains
+  (a results page's variant, a sweep), not only this loop, so nothing goes
+  on from a model that stopped part way."""
+
+  def __init__(self, step: int):
+    super().__init__(143)
+    self.step = step
 
 
 class _Preemption:
@@ -254,5 +265,7 @@ class Trainer:
           break
     saver.finish()
     self.state = state
+    if preempt.requested:
+      raise Preempted(step)
     return {k: (float(np.asarray(v)) if np.ndim(v) == 0 else v)
             for k, v in last.items()} | {"step": step}

@@ -56,6 +56,8 @@ def main():
   c = tiny_config(train__steps=steps, train__ckpt_every=every,
                   train__eval_every=1000, train__keep_checkpoints=2)
   train_and_evaluate(c, workdir)
+  # Only a run that finished gets here (SIGTERM ends the process).
+  print("AFTER TRAINING", flush=True)
 
 
 if __name__ == "__main__":

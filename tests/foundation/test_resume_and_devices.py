@@ -91,6 +91,29 @@ def test_kill_during_async_save_resumes_bit_identical(reference, tmp_path):
     assert got[s] == reference[s], f"step {s}: {got[s]} != {reference[s]}"
 
 
+def test_sigterm_saves_and_ends_the_command_then_resumes(reference, tmp_path):
+  """SIGTERM (a preemption): the step reached is saved and the process
+  ends with 143, so nothing after the training (a results page's next
+  section) runs on a model that stopped part way; resuming finishes it."""
+  wd = str(tmp_path)
+  p = _run(wd, wait=False)
+  t0 = time.time()
+  while _logged_steps(wd) < 4 and p.poll() is None:
+    assert time.time() - t0 < 300, "run never reached step 4"
+    time.sleep(0.005)
+  p.send_signal(signal.SIGTERM)
+  out, _ = p.communicate(timeout=300)
+  assert p.returncode == 143, out[-3000:]
+  assert "SIGTERM: saved step" in out and "AFTER TRAINING" not in out
+  committed = sorted(int(d) for d in os.listdir(os.path.join(wd, "checkpoints"))
+                     if d.isdigit())
+  assert committed and 4 <= committed[-1] < STEPS
+  _run(wd)
+  got = _losses(wd)
+  for s in reference:
+    assert got[s] == reference[s], f"step {s}: {got[s]} != {reference[s]}"
+
+
 def test_one_and_eight_devices_give_the_same_losses(tmp_path):
   r = subprocess.run(
       [sys.executable, "-m", "tests.foundation.run_tiny", "--compare-devices",
