@@ -120,10 +120,8 @@ def turn_timing(rec) -> tuple[list[str], np.ndarray] | None:
   word_starts = np.asarray(rec["word_starts"], np.float64)
   if not word_starts.size:
     return None
-  text = rec["text"]
-  text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
   duration = float(rec["end_s"]) - float(rec["start_s"])
-  return word_events(text, word_starts, duration)
+  return word_events(turns.record_text(rec["text"]), word_starts, duration)
 
 
 class Aligner:

@@ -230,9 +230,9 @@ def best_seen_peak(measured: float, key: str,
     seen = {}
   if not isinstance(seen, dict):
     seen = {}
-  best = max(measured, float(seen.get(key, 0.0)))
-  if best > float(seen.get(key, 0.0)):
-    seen[key] = best
+  before = float(seen.get(key, 0.0))
+  if measured > before:
+    seen[key] = measured
     try:
       os.makedirs(os.path.dirname(record), exist_ok=True)
       tmp = f"{record}.{os.getpid()}"
@@ -241,7 +241,7 @@ def best_seen_peak(measured: float, key: str,
       os.replace(tmp, record)
     except OSError:
       pass
-  return best
+  return max(measured, before)
 
 
 def peak_flops_per_device(device=None) -> tuple[float, str]:

@@ -4,9 +4,10 @@ Sections: validate the config against the devices; build the mesh for the
 task it is given; create the state already sharded; compile the step ahead
 of time and log its memory; restore the latest checkpoint (or refuse an
 incompatible workdir); loop with logging, evaluation (the task's own and the
-hooks it was given), checkpointing and a clean save on SIGTERM (then ``Preempted``, a SystemExit);
-return the last metrics. ``csm_jax.training.run.train_and_evaluate`` builds the task
-(and what it needs) from a config and calls it.
+hooks it was given), checkpointing and a clean save on SIGTERM (then
+``Preempted``, a SystemExit); return the last metrics.
+``csm_jax.training.run.train_and_evaluate`` builds the task (and what it
+needs) from a config and calls it.
 """
 
 from __future__ import annotations

@@ -73,8 +73,9 @@ def alignment_record(phonemes, phoneme_starts, words, word_starts) -> dict:
           "word_starts": np.asarray(word_starts, np.float32)}
 
 
-def _str(x) -> str:
-  return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+def record_text(value) -> str:
+  """A stored text field as str (records hold bytes)."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def phoneme_alignment(example) -> tuple[list[str], np.ndarray] | None:
@@ -83,7 +84,7 @@ def phoneme_alignment(example) -> tuple[list[str], np.ndarray] | None:
   the turn's word starts)."""
   if "phonemes" not in example:
     return None
-  symbols = _str(example["phonemes"]).split()
+  symbols = record_text(example["phonemes"]).split()
   if not symbols:
     return None
   return symbols, np.asarray(example["phoneme_starts"], np.float32)
@@ -112,7 +113,7 @@ def turn_positions(source) -> dict[str, list[int]]:
   for pos in range(len(source)):
     ex = source[pos]
     cid = ex["conversation_id"]
-    cid = cid.decode("utf-8") if isinstance(cid, bytes) else str(cid)
+    cid = record_text(cid)
     convs.setdefault(cid, []).append((int(ex["turn_index"]), pos))
   return {cid: [p for _, p in sorted(v)] for cid, v in convs.items()}
 
@@ -123,7 +124,7 @@ def read_texts(dataset_dir: str, split: str = "train") -> Iterator[str]:
   src = b.as_data_source(split=split)
   for i in range(len(src)):
     text = src[i]["text"]
-    yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    yield record_text(text)
 
 
 @contextlib.contextmanager
