@@ -3,8 +3,8 @@
 The research plan's success criterion is a 30-second conversational
 response. One speaker is given the texts of several held-out turns as one
 response (about 30 s at their ground-truth pace, or as much as the model's
-trained length leaves after the prompt, whose conversation is given as
-context only while it leaves that); the generation is cut into three
+cache leaves after the prompt, ``Generator.cache_len``, whose conversation
+is given as context only while it leaves that); the generation is cut into three
 equal parts, and each part is transcribed and scored for CER against the
 best-matching stretch of the reference text and for similarity to the
 speaker's voice.
@@ -65,7 +65,7 @@ def _fitting_context(gen, text, speaker, context):
   for k in range(len(context), -1, -1):
     kept = context[len(context) - k:]
     rows = _prompt_rows(gen, text, speaker, context_turns(kept))
-    fits = max(0.0, (gen.max_len - rows) * gen.frame_seconds)
+    fits = max(0.0, (gen.cache_len - rows) * gen.frame_seconds)
     if best is None or fits > best[1]:
       best = (kept, fits, rows)
     if fits >= TARGET_SECONDS:
@@ -90,7 +90,7 @@ def long_form(gen, instruments, prompts, sampling) -> dict:
                                                 prompts[0].context)
   cap = min(TARGET_SECONDS, seconds * 1.5, fits)
   if cap < 3.0:
-    return {"skipped": f"the trained length ({gen.max_len} rows) leaves "
+    return {"skipped": f"the model's {gen.cache_len} rows leave "
                        f"{fits:.1f} s after a {prompt_rows}-row prompt"}
   import dataclasses  # pylint: disable=g-import-not-at-top
   r = gen.generate(text, speaker, context_turns(context),

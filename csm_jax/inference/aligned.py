@@ -270,15 +270,17 @@ def stream(gen, requests, s, styles=None, sketches=None, audio: bool = True,
              for r, (_, spk, ctx, *_) in zip(reqs, requests)]
   # With the dual memory, each request's memory (given, or written from
   # its context turns) is the prompt's prefix, as on the prefix stream.
-  state = gen._prefill(gen.params, gen._batch(prompts, reserve),  # pylint: disable=protected-access
-                       gen._memory_prefix(requests))  # pylint: disable=protected-access
+  batch = gen._batch(prompts, reserve)  # pylint: disable=protected-access
+  state = gen._prefill(  # pylint: disable=protected-access
+      gen.params, batch, gen._memory_prefix(requests),  # pylint: disable=protected-access
+      cache_rows=gen.cache_rows(batch["positions"].shape[1], s, lead))
   b = len(reqs)
   # Committed like the rest of the state, or the step compiles twice.
   device = state["h"].sharding
   state.update(ptr=jax.device_put(jnp.zeros((b,), jnp.int32), device),
                row=jax.device_put(jnp.zeros((), jnp.int32), device))
-  rows_left = min(gen.max_frames(s) + lead, gen.max_len + gen.prefix_slots
-                  - int(state["length"]))
+  rows_left = min(gen.max_frames(s) + lead,
+                  decode.cache_size(state) - int(state["length"]))
   plan = None
   if gen.bins is not None:
     state, plan = aligned_prosody.start(gen, state, styles, sketches,

@@ -279,11 +279,11 @@ def check_sketch(gen: Generator, sketch: prosody_control.Sketch,
   if text == "-":   # streamed in (--text=-): its rows are not known yet
     return
   rows = len(gen.tokenizer.encode_turn(speaker, text))
-  room = gen.max_len - rows
+  room = gen.cache_len - rows
   if frames > room:
     raise ProsodyError(
         f"{where}: the sketch lasts {frames} frames{paced} but the model "
-        f"was trained on {gen.max_len} rows and the text takes {rows}, so "
+        f"holds {gen.cache_len} rows and the text takes {rows}, so "
         f"at most {max(room, 0)} frames ({max(room, 0) * gen.frame_seconds:.2f}"
         " s) can be followed; shorten the sketch or the text")
 

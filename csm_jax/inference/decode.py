@@ -112,6 +112,11 @@ def init_state(model, batch: int, max_len: int, dtype=None) -> dict:
   return state
 
 
+def cache_size(state: dict) -> int:
+  """Rows the state's cache holds (filled or not)."""
+  return int(state["seg"].shape[1])
+
+
 def _keep_style(state: dict, new: dict) -> dict:
   if "style" in state:
     new["style"] = state["style"]

@@ -62,6 +62,27 @@ def trained_length(config) -> int:
              config.data.seq_len + config.model.n_prefix)
 
 
+def cache_length(config, trained: int, prefix_slots: int) -> int:
+  """Rows the decoding cache holds: ``trained``, or twice it for a model
+  whose every row attends within a window shorter than ``trained``.
+
+  Attention sees positions only relative to each other (RoPE), and in such
+  a model only the last ``window`` of them, so every attention of a row
+  past the trained length meets distances training showed it (in training
+  too, rows farther than the window from the start could not attend to
+  it). What is new to the model is that its deeper layers no longer reach
+  the start of the conversation at all: the long response's per-third
+  scores (``eval.long_form``) measure what that costs. The extra rows are
+  room for long responses; prompts are still trimmed to ``trained``. A
+  memory prefix is visible from every row (at a distance that grows with
+  the row), so a model with one keeps ``trained``.
+  """
+  m = config.model
+  if prefix_slots or max(m.text_window, m.audio_window) >= trained:
+    return trained
+  return 2 * trained
+
+
 @dataclasses.dataclass
 class Sampling:
   temperature: float = 0.9
@@ -159,20 +180,24 @@ class Generator:
     m = config.model
     self.n = m.n_codebooks
     self.max_len = trained_length(config)
+    self.cache_len = cache_length(config, self.max_len, self.prefix_slots)
     if codec is not None and codec.levels < self.n:
       raise ValueError(f"the codec has {codec.levels} levels but the model "
                        f"predicts {self.n} codebooks")
     self.frame_seconds = 1.0 / codec.frame_rate if codec else 0.08
-    self._prefill = jax.jit(self._prefill_fn)
+    self._prefill = jax.jit(self._prefill_fn, static_argnames=("cache_rows",))
     self._style = jax.jit(self._style_fn)
     self._steps = {}
     self._warm = set()
 
   # -- compiled pieces --------------------------------------------------------
-  def _prefill_fn(self, params, rows, prefix=None):
+  def _prefill_fn(self, params, rows, prefix=None, cache_rows=None):
+    """The prompt in a fresh cache of ``cache_rows`` (default: the trained
+    length) plus the memory prefix's slots."""
     model = nnx.merge(self.graphdef, params)
     b = rows["segment_ids"].shape[0]
-    state = decode.init_state(model, b, self.max_len + self.prefix_slots)
+    state = decode.init_state(model, b, (cache_rows or self.max_len)
+                              + self.prefix_slots)
     column = (tuple(rows[k] for k in ("prosody_f0", "prosody_energy",
                                       "prosody_style", "prosody_mask"))
               if "prosody_f0" in rows else None)
@@ -409,6 +434,14 @@ class Generator:
                for c, sk in zip(controls, sketches)]
     yield from run(requests, s, styles, sketches, stop_at=stop_at)
 
+  def cache_rows(self, prompt_rows: int, s: Sampling, extra: int = 0) -> int:
+    """The cache a request gets: the trained length where its prompt and
+    the frames it may generate (plus ``extra`` rows) fit, else the longer
+    ``cache_len`` (a second compiled shape, paid only by long requests)."""
+    if prompt_rows + self.max_frames(s) + extra <= self.max_len:
+      return self.max_len
+    return self.cache_len
+
   def reserve_frames(self, s: Sampling) -> int:
     """Rows a prompt leaves free for the frames ``s`` may generate."""
     return min(self.max_frames(s), self.max_len // 2)
@@ -428,10 +461,10 @@ class Generator:
       prompts = [self.prompt_rows(t, spk, ctx, reserve=reserve)
                  for t, spk, ctx, *_ in requests]
       batch = self._batch(prompts, reserve)
-      state = self._prefill(self.params, batch,
-                            self._memory_prefix(requests))
-    budget = min(max_frames, self.max_len + self.prefix_slots
-                 - int(state["length"]))
+      state = self._prefill(
+          self.params, batch, self._memory_prefix(requests),
+          cache_rows=self.cache_rows(batch["positions"].shape[1], s))
+    budget = min(max_frames, decode.cache_size(state) - int(state["length"]))
     temps = np.full((self.n,), s.temperature, np.float32)
     if s.codebook_temperatures is not None:
       temps[:len(s.codebook_temperatures)] = s.codebook_temperatures

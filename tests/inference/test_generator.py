@@ -76,9 +76,9 @@ def test_batch_of_prompts_equals_each_prompt_alone():
     np.testing.assert_array_equal(np.concatenate(together[i]), alone)
 
 
-def test_prompt_and_frames_stay_within_the_trained_length():
-  """Positions past data.seq_len were never trained on: the generator's
-  cache (prompt + frames) stops there even when max_seq_len is larger."""
+def test_prompt_stays_within_the_trained_length():
+  """Positions past data.seq_len were never trained on: the prompt is
+  trimmed to fit there even when max_seq_len is larger."""
   gen, c = _generator()
   assert c.data.seq_len < c.model.max_seq_len
   assert gen.max_len == c.data.seq_len
@@ -86,6 +86,41 @@ def test_prompt_and_frames_stay_within_the_trained_length():
              for i in range(6)]
   rows = gen.prompt_rows("reply", 0, context, reserve=4)
   assert len(rows["positions"]) + 4 <= c.data.seq_len
+
+
+def test_a_windowed_model_speaks_past_its_trained_length():
+  """Every row of the tiny model attends within 32 rows of the 48 it
+  trained on: the cache holds twice that, so a response may outrun it."""
+  gen, c = _generator()
+  assert max(c.model.text_window, c.model.audio_window) < gen.max_len
+  assert gen.cache_len == 2 * gen.max_len
+  frames = gen.max_len + 10
+  s = Sampling(max_seconds=0.08 * frames, min_seconds=0.08 * frames,
+               frames_per_call=4, top_k=5, seed=2)
+  context = [ContextTurn(0, "hi", codes=_codes(c, 6))]
+  out = gen.generate("a long reply", 1, context, s)
+  assert len(out["codes"]) == frames
+  # The same request, the window's first frames: the extra room changes
+  # nothing before the trained length.
+  short = gen.generate("a long reply", 1, context, Sampling(
+      max_seconds=0.08 * 12, min_seconds=0.08 * 12, frames_per_call=4,
+      top_k=5, seed=2))
+  np.testing.assert_array_equal(short["codes"], out["codes"][:12])
+
+
+@pytest.mark.parametrize("window", ["full", "memory"])
+def test_cache_keeps_the_trained_length_where_rows_see_the_start(window):
+  """A row that attends to the start of the conversation (a window as long
+  as the trained length, or a memory prefix every row sees) would meet
+  distances training never showed: no extra room."""
+  from csm_jax.inference.generator import cache_length
+  c = tiny_config()
+  if window == "full":
+    c.model.text_window = c.model.audio_window = c.data.seq_len
+    assert cache_length(c, c.data.seq_len, 0) == c.data.seq_len
+  else:
+    assert cache_length(c, c.data.seq_len, 0) == 2 * c.data.seq_len
+    assert cache_length(c, c.data.seq_len, 4) == c.data.seq_len
 
 
 def test_debug_config_generates_within_what_it_trained_on():

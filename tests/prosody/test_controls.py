@@ -129,6 +129,7 @@ def test_unknown_emotion_lists_the_known_ones(bins):
 
 def _gen(bins, max_len=48):
   return SimpleNamespace(bins=bins, frame_seconds=0.04, max_len=max_len,
+                         cache_len=max_len,
                          tokenizer=H.CharTokenizer(),
                          codec=SimpleNamespace(frame_rate=H.FRAME_RATE,
                                                sample_rate=H.SR))
@@ -141,8 +142,8 @@ def test_a_sketch_longer_than_the_request_allows_is_refused(bins, tmp_path):
                      match=r"long.json: the sketch lasts 40 frames \(1.60 s\)"
                            r" but --max_seconds=1 allows 25"):
     cli.control_for(_gen(bins), flags, 0, Sampling(max_seconds=1.0), "hi")
-  # Within --max_seconds but not beside the text in the trained length.
-  with pytest.raises(pt.ProsodyError, match="trained on 48 rows and the text "
+  # Within --max_seconds but not beside the text in the model's cache.
+  with pytest.raises(pt.ProsodyError, match="holds 48 rows and the text "
                                             "takes 11"):
     cli.control_for(_gen(bins), flags, 0, Sampling(max_seconds=5.0),
                     "say it now")
