@@ -3,14 +3,22 @@
 import importlib.util
 import os
 
+from csm_jax.eval.instruments.cache import ensure_instruments
+from csm_jax.eval.mel_rvq import corpus_floor
+from csm_jax.inference.loading import load_generator
 from csm_jax.training.run import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
+# The debug CSM's layout with half its layers and a quarter of its width:
+# the tests check the pipeline, and compiling is most of their time.
 SMALL = ("data.corpus_size=tiny,data.codec_steps=6,train.steps=4,"
          "train.log_every=2,train.eval_every=4,train.ckpt_every=2,"
          "train.eval_steps=1,data.seq_len=192,data.batch_size=2,"
-         "model.max_seq_len=512")
+         "model.max_seq_len=512,"
+         "model.backbone.width=64,model.backbone.depth=2,"
+         "model.backbone.mlp=192,model.decoder.width=32,"
+         "model.decoder.depth=1,model.decoder.mlp=96")
 
 
 def train_tiny_run(base):
@@ -22,7 +30,14 @@ def train_tiny_run(base):
   spec.loader.exec_module(mod)
   c = mod.get_config(SMALL + f",data.data_dir={base / 'data'}")
   wd = str(base / "run")
-  return c, wd, train_and_evaluate(c, wd)
+  out = train_and_evaluate(c, wd)
+  # What a first evaluation of the corpus fits and caches beside it (its
+  # instruments and the k-means mel floor at the codec's bit rate): the
+  # tests that evaluate the run share them.
+  ensure_instruments(c, progress=lambda _: None,
+                     overrides=small_instruments())
+  corpus_floor(c, load_generator(wd).codec)
+  return c, wd, out
 
 
 def small_instruments():
