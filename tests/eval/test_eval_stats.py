@@ -93,7 +93,8 @@ def test_the_long_response_keeps_the_context_that_leaves_it_its_length():
   import ml_collections
 
   class Gen:
-    max_len, frame_seconds = 1000, 0.04   # 40 s of rows
+    # The cache holds 40 s of rows (``Generator.cache_len``).
+    max_len, cache_len, frame_seconds = 1000, 1000, 0.04
     config = ml_collections.ConfigDict({"model": {"text_stream": "prefix"}})
 
     def prompt_rows(self, text, speaker, context, reserve):
@@ -106,6 +107,6 @@ def test_the_long_response_keeps_the_context_that_leaves_it_its_length():
   # 31.6 s: the newest one is kept.
   kept, fits, rows = long_form._fitting_context(Gen(), "x", 0, turns)
   assert [t.text for t in kept] == ["t3"] and rows == 210 and abs(fits - 31.6) < 1e-9
-  Gen.max_len = 500     # even no context leaves under 30 s: none is kept
+  Gen.cache_len = 500   # even no context leaves under 30 s: none is kept
   kept, fits, rows = long_form._fitting_context(Gen(), "x", 0, turns)
   assert kept == [] and rows == 10 and abs(fits - 19.6) < 1e-9
