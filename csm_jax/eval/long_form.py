@@ -4,9 +4,9 @@ The research plan's success criterion is a 30-second conversational
 response. One speaker is given the texts of several held-out turns as one
 response (about 30 s at their ground-truth pace, or as much as the model's
 cache leaves after the prompt, ``Generator.cache_len``, whose conversation
-is given as context only while it leaves that); the generation is cut into three
-equal parts, and each part is transcribed and scored for CER against the
-best-matching stretch of the reference text and for similarity to the
+is given as context only while it leaves that); the generation is cut into
+three equal parts, and each part is transcribed and scored for CER against
+the best-matching stretch of the reference text and for similarity to the
 speaker's voice.
 """
 

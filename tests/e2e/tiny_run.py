@@ -3,9 +3,10 @@
 import importlib.util
 import os
 
+from csm_jax.codec.handle import CodecHandle
 from csm_jax.eval.instruments.cache import ensure_instruments
 from csm_jax.eval.mel_rvq import corpus_floor
-from csm_jax.inference.loading import load_generator
+from csm_jax.store import layout
 from csm_jax.training.run import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -36,7 +37,7 @@ def train_tiny_run(base):
   # tests that evaluate the run share them.
   ensure_instruments(c, progress=lambda _: None,
                      overrides=small_instruments())
-  corpus_floor(c, load_generator(wd).codec)
+  corpus_floor(c, CodecHandle.load(layout.run_codec_dir(c, wd)))
   return c, wd, out
 
 
