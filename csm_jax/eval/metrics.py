@@ -174,6 +174,36 @@ def compare(a: RowScores, b: RowScores, seed: int = 0) -> dict:
   return out
 
 
+def missed_in_time(row: RowScores, prompts: Sequence,
+                   names: Sequence[str]) -> dict:
+  """The generations that did not end in time, each with the emotion the
+  classifier hears in it next to the prompt's label: on a corpus whose
+  speaking rate follows an emotion the text does not give (the embedded
+  one's eSpeak voices), a response said in another emotion is said at
+  another rate, which the duration ratio counts as a miss."""
+  ok = row.item("ended_in_time")
+  names = list(names)
+  misses = []
+  for i in np.flatnonzero(ok == 0):
+    heard = int(row.emotion_pred[i])
+    misses.append({
+        "id": prompts[i].id, "truth_s": round(float(row.truth_s[i]), 2),
+        "ratio": round(float(row.duration_s[i] / row.truth_s[i]), 2),
+        "ended": bool(row.eos[i]), "labelled": prompts[i].target.emotion,
+        "heard": names[heard] if 0 <= heard < len(names) else None})
+  other = [m for m in misses if m["heard"] not in (None, m["labelled"])]
+  heard_as_labelled = (row.emotion_pred == row.emotion_target) & (
+      row.emotion_target >= 0)
+  return {"n": int(np.sum(np.isfinite(ok))), "missed": len(misses),
+          "heard_in_another_emotion": len(other),
+          # Of the generations the classifier hears in the labelled
+          # emotion, how many ended in time.
+          "in_time_when_heard_as_labelled":
+              [int(np.nansum(ok[heard_as_labelled])),
+               int(np.sum(heard_as_labelled & np.isfinite(ok)))],
+          "misses": misses}
+
+
 def confusion(row: RowScores, n_classes: int) -> np.ndarray:
   """Counts (intended, classified) over utterances with both known."""
   m = np.zeros((n_classes, n_classes), np.int64)

@@ -14,6 +14,7 @@ import re
 import shutil
 
 from csm_jax.eval.listening.analysis import n_for_power
+from csm_jax.eval.report import missed_lines
 from csm_jax.eval.stats import Estimate
 
 # The plan's success criteria, as figures of the sections.
@@ -99,7 +100,7 @@ def _model_lines(d: dict) -> list[str]:
                f"{_e(r['end_of_speech_rate']) if model else '-'} | "
                f"{_e(r.get('ended_in_time')) if model else '-'} |")
   out += ["", "![metrics](model/metrics.png)", ""]
-  return out
+  return out + missed_lines(d.get("extras", {}).get("missed_in_time"))
 
 
 def _criteria_lines(d: dict | None, speed: dict | None) -> list[str]:

@@ -123,6 +123,24 @@ def _validity_lines(validity: dict) -> list[str]:
   return lines
 
 
+def missed_lines(missed: dict | None) -> list[str]:
+  """The generations that did not end in time, with the emotion heard in
+  each (``metrics.missed_in_time``); nothing when every one did."""
+  if not missed or not missed["misses"]:
+    return []
+  k, n = missed["in_time_when_heard_as_labelled"]
+  out = [f"**{missed['missed']} of {missed['n']} did not end in time.** "
+         f"The emotion classifier hears another emotion than the label in "
+         f"{missed['heard_in_another_emotion']} of them; of the {n} "
+         f"generations it hears in the labelled emotion, {k} ended in time.",
+         "", "| prompt | truth (s) | duration ratio | ended | labelled | "
+         "heard |", "|---|---|---|---|---|---|"]
+  out += [f"| {m['id']} | {m['truth_s']:.2f} | {m['ratio']:.2f} | "
+          f"{'yes' if m['ended'] else 'no'} | {m['labelled']} | "
+          f"{m['heard'] or '-'} |" for m in missed["misses"]]
+  return out + [""]
+
+
 def write(result, out_dir: str, checkpoint: str, validity: dict) -> dict:
   """Writes report.json, report.md, PNGs and sample wavs into ``out_dir``."""
   os.makedirs(out_dir, exist_ok=True)
@@ -163,6 +181,7 @@ def write(result, out_dir: str, checkpoint: str, validity: dict) -> dict:
          f"Speaker similarity of each utterance to each speaker's voice: "
          f"![speakers]({figs['speakers']})", "",
          f"Spectrograms: ![spectrograms]({figs['spectrograms']})", ""]
+  md += missed_lines(result.extras.get("missed_in_time"))
   for key, title in (("identity_over_turns", "Identity over turns"),
                      ("adversarial_identity", "Identity under adversarial "
                       "contexts"), ("long_form", "Long form")):

@@ -172,6 +172,8 @@ def run(gen, instruments, suite: str = "quick", seed: int = 0,
   result = SuiteResult(suite, prompts, rows, audio,
                        {k: metrics.summarize(v, seed) for k, v in rows.items()},
                        sr, {}, timings, names, prosody=instruments.prosody)
+  result.extras["missed_in_time"] = metrics.missed_in_time(
+      rows["model"], prompts, names)
   if compare_gen is not None:
     if compare_gen.codec.fingerprint() != gen.codec.fingerprint():
       raise EvaluationError("--compare: the other run speaks with another "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import time
 from typing import Iterable, Iterator, Sequence
 
@@ -60,6 +61,9 @@ def trained_length(config) -> int:
   """
   return min(config.model.max_seq_len,
              config.data.seq_len + config.model.n_prefix)
+
+# Context clips whose codes a generator keeps (``Generator._encode``).
+_ENCODED_CLIPS = 256
 
 
 def cache_length(config, trained: int, prefix_slots: int) -> int:
@@ -189,6 +193,7 @@ class Generator:
     self._style = jax.jit(self._style_fn)
     self._steps = {}
     self._warm = set()
+    self._encoded: dict = {}   # context clip hash -> its codes
 
   # -- compiled pieces --------------------------------------------------------
   def _prefill_fn(self, params, rows, prefix=None, cache_rows=None):
@@ -249,7 +254,15 @@ class Generator:
     if turn.audio is None:
       raise ValueError(f"context turn of speaker {turn.speaker} has neither "
                        "audio nor codes")
-    return np.asarray(self.codec.encode(turn.audio))[:, :self.n]
+    # A conversation hands its history back every turn: each clip is
+    # encoded once (the codec is deterministic).
+    a = np.ascontiguousarray(turn.audio, np.float32)
+    key = hashlib.blake2b(a.tobytes(), digest_size=16).digest()
+    if key not in self._encoded:
+      if len(self._encoded) >= _ENCODED_CLIPS:
+        self._encoded.pop(next(iter(self._encoded)))
+      self._encoded[key] = np.asarray(self.codec.encode(a))[:, :self.n]
+    return self._encoded[key].copy()
 
   def _context_prosody(self, turn: ContextTurn, codes: np.ndarray):
     """A context turn's prosody tokens, by the training extraction."""

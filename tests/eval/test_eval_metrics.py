@@ -8,7 +8,7 @@ known in advance; the trained instruments are tested on their own.
 import numpy as np
 import pytest
 
-from csm_jax.eval import metrics
+from csm_jax.eval import metrics, report
 from csm_jax.eval.prompts import Prompt, Turn
 
 SR = 8000
@@ -129,3 +129,27 @@ def test_ended_in_time_needs_the_end_of_speech_and_a_fitting_length():
   row = metrics.score_row("m", inst, ps, audios, SR,
                           eos=[True, False, True, True])
   np.testing.assert_array_equal(row.item("ended_in_time"), [1, 0, 0, 0])
+
+
+def test_the_misses_name_the_emotion_heard_next_to_the_label():
+  ps = prompts(4)   # labelled happy, neutral, neutral, happy
+  inst = ClipInstruments({i: p.target.text for i, p in enumerate(ps)})
+  audios = [clip(p.target.speaker, 120, i, happy=h, seconds=sec)
+            for i, (p, sec, h) in enumerate(zip(
+                ps, (1.0, 1.3, 0.5, 1.5), (True, False, True, True)))]
+  row = metrics.score_row("m", inst, ps, audios, SR,
+                          eos=[True, False, True, True])
+  missed = metrics.missed_in_time(row, ps, inst.emotion_names)
+  assert [m["id"] for m in missed["misses"]] == [ps[1].id, ps[2].id,
+                                                 ps[3].id]
+  assert [(m["labelled"], m["heard"], m["ended"]) for m in missed["misses"]
+          ] == [("neutral", "neutral", False), ("neutral", "happy", True),
+                ("happy", "happy", True)]
+  assert missed["misses"][2]["ratio"] == pytest.approx(1.5)
+  assert missed["heard_in_another_emotion"] == 1
+  # Heard as labelled: prompts 0, 1 and 3, of which only 0 ended in time.
+  assert missed["in_time_when_heard_as_labelled"] == [1, 3]
+  lines = report.missed_lines(missed)
+  assert lines[0].startswith("**3 of 4 did not end in time.**")
+  assert f"| {ps[2].id} | 1.00 | 0.50 | yes | neutral | happy |" in lines
+  assert report.missed_lines({**missed, "misses": []}) == []

@@ -19,6 +19,7 @@ from csm_jax.eval.instruments import (ALPHABET, BLANK, Instruments,
                                       InstrumentsError, cache_dir,
                                       ensure_instruments, load_instruments)
 from csm_jax.eval.instruments import cache as cache_lib
+from csm_jax.eval.instruments import instruments as inst_mod
 from csm_jax.eval.instruments import corpus as corpus_lib
 from csm_jax.eval.instruments import ctc, recipes, tasks
 from csm_jax.eval.instruments.corpus import FeatureStore
@@ -299,3 +300,32 @@ def test_quick_suite_scores_with_plugged_whisper_and_resemblyzer(
   md = open(os.path.join(out, "report.md")).read()
   assert "| recognizer: whisper" in md and "| speaker encoder: resemblyzer" \
       in md, md[:1500]
+
+
+def test_a_process_loads_a_cache_once_and_tracks_a_clip_once(built,
+                                                             monkeypatch):
+  inst, _, _ = built
+  first = load_instruments(inst.directory)
+  assert load_instruments(inst.directory) is first
+  # A rebuilt cache rewrites its manifest: that is loaded afresh.
+  path = os.path.join(inst.directory, cache_lib.MANIFEST)
+  saved = open(path).read()
+  try:
+    m = json.loads(saved)
+    m["wall_s"]["features_s"] = -1.0
+    open(path, "w").write(json.dumps(m))
+    assert load_instruments(inst.directory) is not first
+  finally:
+    open(path, "w").write(saved)
+  calls = []
+  track = inst_mod.corpus_features.f0_track
+  monkeypatch.setattr(inst_mod.corpus_features, "f0_track",
+                      lambda x, sr: calls.append(len(x)) or track(x, sr))
+  a = 0.1 * np.sin(np.arange(12000) * 0.06).astype(np.float32)
+  p1 = first.prosody(a, 24000, text="one")
+  p1["f0_hz"][:] = -5.0   # the caller's copy
+  p2 = first.prosody(a.copy(), 24000, text="one")
+  assert len(calls) == 1
+  assert not np.any(p2["f0_hz"] == -5.0)
+  first.prosody(a[:6000], 24000, text="one")
+  assert len(calls) == 2

@@ -164,3 +164,31 @@ def test_min_seconds_holds_off_the_end_of_speech():
       temperature=0.0, max_seconds=2.0, min_seconds=0.24, frames_per_call=1))
   assert len(out["codes"]) == 3
   assert (out["codes"][:, 0] != 0).all()
+
+
+class CountingCodec(SilentCodec):
+  """Encodes a clip to codes that depend on its samples, counting calls."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def encode(self, audio):
+    self.calls += 1
+    a = np.asarray(audio, np.float32)
+    frames = -(-len(a) // self.hop)
+    return (np.arange(frames * self.levels).reshape(frames, self.levels)
+            + int(a[0] * 10)) % self.codebook_size
+
+
+def test_a_context_clip_is_encoded_once():
+  codec = CountingCodec()
+  gen, _ = _generator(codec=codec)
+  clip = np.full((800,), 0.2, np.float32)
+  first = gen._encode(ContextTurn(0, "hi", audio=clip))
+  first[:] = -1   # the caller's copy: the kept codes stay as encoded
+  again = gen._encode(ContextTurn(0, "hi", audio=clip.copy()))
+  assert codec.calls == 1
+  np.testing.assert_array_equal(again, codec.encode(clip)[:, :gen.n])
+  other = gen._encode(ContextTurn(0, "hi", audio=clip * 2))
+  assert codec.calls == 3   # another clip is encoded (and the check above)
+  assert not np.array_equal(other, again)

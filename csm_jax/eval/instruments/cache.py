@@ -207,8 +207,20 @@ def load_instruments(directory: str,
         f"({manifest.get('corpus_name', '?')}), not of corpus "
         f"{expect_fingerprint}: rebuild them for this corpus with "
         "ensure_instruments, or point at that corpus's cache")
-  return _assemble(directory, manifest["emotion_names"], got,
-                   manifest.get("validity", {}))
+  # One process loads a cache once: the suite's sections and experiments
+  # then share the networks and the programs compiled for them. The
+  # manifest is rewritten whenever the cache is (re)built, so its text is
+  # the key.
+  key = (directory, json.dumps(manifest, sort_keys=True))
+  if key not in _LOADED:
+    if len(_LOADED) >= 4:
+      _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[key] = _assemble(directory, manifest["emotion_names"], got,
+                             manifest.get("validity", {}))
+  return _LOADED[key]
+
+
+_LOADED: dict = {}
 
 
 def _state(manifest_path: str, fingerprint: str, overrides) -> str:
