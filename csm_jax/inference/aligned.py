@@ -46,7 +46,7 @@ from csm_jax.data.phoneme_tokenizer import PhonemizeError, split_words
 from csm_jax.data.text_alignment import timed_index
 from csm_jax.inference import aligned_prosody, decode
 from csm_jax.inference.chunk import Chunk
-from csm_jax.inference.sampling import derived_key, sample
+from csm_jax.inference.sampling import derived_key, fold_rows, sample
 
 _NOT_CLOSED = np.int32(2 ** 30)   # n_tokens of a text still arriving
 _BUCKET = 64
@@ -315,11 +315,11 @@ def stream(gen, requests, s, styles=None, sketches=None, audio: bool = True,
     tokens, n_tokens = _token_array(reqs, width)
     rows = made + 1 + np.arange(fpc)   # stream row index of each output
     extra = () if plan is None else (plan.chunk(made, fpc), plan.temperature)
-    out = step(gen.params, state,
-               jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
-               jnp.asarray(temps), jnp.asarray(tokens), jnp.asarray(n_tokens),
-               jnp.float32(s.advance_temperature),
-               jnp.asarray(rows[:, None] >= first_end[None]), *extra)
+    # Host arrays go to the compiled step as they are: jit moves them in
+    # one call, where a jnp.asarray each costs a dispatch per chunk.
+    out = step(gen.params, state, fold_rows(keys, made), temps, tokens,
+               n_tokens, np.float32(s.advance_temperature),
+               rows[:, None] >= first_end[None], *extra)
     codes, ends, audio_on, ptrs, state = out[:5]
     codes = np.asarray(codes).transpose(1, 0, 2)  # (B, R, N)
     ends, audio_on = np.asarray(ends).T, np.asarray(audio_on)

@@ -48,6 +48,7 @@ from csm_jax.inference.chunk import Chunk
 from csm_jax.inference.memory import (MemoryTurn, MemoryWriter, memory_turn,
                                       stack_states)
 from csm_jax.inference.prosody_control import Sketch, check_pace
+from csm_jax.inference.sampling import fold_rows
 
 BUCKET = 64
 
@@ -509,7 +510,7 @@ class Generator:
                           else s.prosody_temperature)
       state = self._style(
           self.params, state,
-          jax.vmap(lambda k: jax.random.fold_in(k, 1 << 20))(keys),
+          fold_rows(keys, 1 << 20),
           jnp.asarray(styles), ptemp)
       chosen = np.asarray(state["style"])
       plan = self._plan_arrays(sketches, budget + fpc, len(requests))
@@ -526,9 +527,10 @@ class Generator:
       allow = (idx[:, None] >= min_frames) & (idx[:, None] >= no_end[None])
       given = (None if plan is None else
                {k: jnp.asarray(v[made:made + fpc]) for k, v in plan.items()})
-      out = step(self.params, state,
-                 jax.vmap(lambda k: jax.random.fold_in(k, made))(keys),
-                 jnp.asarray(temps), jnp.asarray(allow), given, ptemp)
+      # Host arrays go to the compiled step as they are (one transfer
+      # inside jit's dispatch, not a jnp.asarray dispatch each).
+      out = step(self.params, state, fold_rows(keys, made), temps, allow,
+                 given, ptemp)
       codes, ends, state = out[:3]
       codes = np.asarray(codes).transpose(1, 0, 2)[:, :frames]  # (B, F, N)
       ends = np.asarray(ends).T[:, :frames]                     # (B, F)

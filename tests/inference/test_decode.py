@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from csm_jax.data.examples.synthetic_tokens import SyntheticTokenSource
-from csm_jax.inference import decode
+from csm_jax.inference import decode, sampling
 from csm_jax.inference.sampling import (draw_width, filter_top_k,
                                        filter_top_p, gumbel_noise, sample)
 from csm_jax.model.csm import CSM
@@ -189,3 +189,14 @@ def test_sampling_with_drawn_noise_draws_the_filtered_distribution(top_k):
   keys = jax.random.split(jax.random.key(8), 3)
   np.testing.assert_array_equal(gumbel_noise(keys[1:2], draws, 1, width)[:, 0],
                                 gumbel_noise(keys, draws, 3, width)[:, 1])
+
+
+def test_a_chunks_keys_are_each_rows_key_folded_with_its_index():
+  keys = jax.vmap(jax.random.key)(jnp.arange(3, dtype=jnp.uint32))
+  for index in (0, 7, 1 << 20):
+    want = jnp.stack([jax.random.fold_in(k, index) for k in keys])
+    np.testing.assert_array_equal(
+        jax.random.key_data(sampling.fold_rows(keys, index)),
+        jax.random.key_data(want))
+  assert not np.array_equal(jax.random.key_data(sampling.fold_rows(keys, 1)),
+                            jax.random.key_data(sampling.fold_rows(keys, 2)))
