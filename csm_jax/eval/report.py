@@ -129,10 +129,11 @@ def missed_lines(missed: dict | None) -> list[str]:
   if not missed or not missed["misses"]:
     return []
   k, n = missed["in_time_when_heard_as_labelled"]
+  heard = (f"; of the {n} generations it hears in the labelled emotion, "
+           f"{k} ended in time" if n else "")
   out = [f"**{missed['missed']} of {missed['n']} did not end in time.** "
          f"The emotion classifier hears another emotion than the label in "
-         f"{missed['heard_in_another_emotion']} of them; of the {n} "
-         f"generations it hears in the labelled emotion, {k} ended in time.",
+         f"{missed['heard_in_another_emotion']} of them{heard}.",
          "", "| prompt | truth (s) | duration ratio | ended | labelled | "
          "heard |", "|---|---|---|---|---|---|"]
   out += [f"| {m['id']} | {m['truth_s']:.2f} | {m['ratio']:.2f} | "
