@@ -189,12 +189,18 @@ def missed_in_time(row: RowScores, prompts: Sequence,
     misses.append({
         "id": prompts[i].id, "truth_s": round(float(row.truth_s[i]), 2),
         "ratio": round(float(row.duration_s[i] / row.truth_s[i]), 2),
-        "ended": bool(row.eos[i]), "labelled": prompts[i].target.emotion,
+        "ended": bool(row.eos[i]),
+        "labelled": (prompts[i].target.emotion
+                     if row.emotion_target[i] >= 0 else None),
         "heard": names[heard] if 0 <= heard < len(names) else None})
-  other = [m for m in misses if m["heard"] not in (None, m["labelled"])]
+  # A corpus without emotion labels has nothing to compare with.
+  other = [m for m in misses
+           if m["labelled"] is not None and m["heard"] not in
+           (None, m["labelled"])]
   heard_as_labelled = (row.emotion_pred == row.emotion_target) & (
       row.emotion_target >= 0)
   return {"n": int(np.sum(np.isfinite(ok))), "missed": len(misses),
+          "labelled": sum(m["labelled"] is not None for m in misses),
           "heard_in_another_emotion": len(other),
           # Of the generations the classifier hears in the labelled
           # emotion, how many ended in time.

@@ -131,13 +131,15 @@ def missed_lines(missed: dict | None) -> list[str]:
   k, n = missed["in_time_when_heard_as_labelled"]
   heard = (f"; of the {n} generations it hears in the labelled emotion, "
            f"{k} ended in time" if n else "")
-  out = [f"**{missed['missed']} of {missed['n']} did not end in time.** "
-         f"The emotion classifier hears another emotion than the label in "
-         f"{missed['heard_in_another_emotion']} of them{heard}.",
+  emotion = (f" The emotion classifier hears another emotion than the "
+             f"label in {missed['heard_in_another_emotion']} of them{heard}."
+             if missed.get("labelled", 1) else "")
+  out = [f"**{missed['missed']} of {missed['n']} did not end in time.**"
+         + emotion,
          "", "| prompt | truth (s) | duration ratio | ended | labelled | "
          "heard |", "|---|---|---|---|---|---|"]
   out += [f"| {m['id']} | {m['truth_s']:.2f} | {m['ratio']:.2f} | "
-          f"{'yes' if m['ended'] else 'no'} | {m['labelled']} | "
+          f"{'yes' if m['ended'] else 'no'} | {m['labelled'] or '-'} | "
           f"{m['heard'] or '-'} |" for m in missed["misses"]]
   return out + [""]
 

@@ -5,6 +5,8 @@ encodes (its transcript, its voice, its pitch), so every metric's value is
 known in advance; the trained instruments are tested on their own.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -153,3 +155,19 @@ def test_the_misses_name_the_emotion_heard_next_to_the_label():
   assert lines[0].startswith("**3 of 4 did not end in time.**")
   assert f"| {ps[2].id} | 1.00 | 0.50 | yes | neutral | happy |" in lines
   assert report.missed_lines({**missed, "misses": []}) == []
+
+
+def test_misses_of_unlabelled_prompts_claim_no_emotion():
+  ps = [dataclasses.replace(p, target=dataclasses.replace(p.target,
+                                                          emotion=""))
+        for p in prompts(2)]
+  inst = ClipInstruments({i: p.target.text for i, p in enumerate(ps)})
+  audios = [clip(p.target.speaker, 120, i, seconds=2.0)
+            for i, p in enumerate(ps)]
+  row = metrics.score_row("m", inst, ps, audios, SR, eos=[True, True])
+  missed = metrics.missed_in_time(row, ps, inst.emotion_names)
+  assert missed["missed"] == 2 and missed["labelled"] == 0
+  assert missed["heard_in_another_emotion"] == 0
+  lines = report.missed_lines(missed)
+  assert lines[0] == "**2 of 2 did not end in time.**"
+  assert f"| {ps[0].id} | 1.00 | 2.00 | yes | - | neutral |" in lines
