@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import time
 from typing import Iterable, Iterator, Sequence
 
@@ -36,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from csm_jax.audio.clip_memo import ClipMemo
 from csm_jax.config import memory as memory_config
 from csm_jax.config import prosody as prosody_config
 from csm_jax.config import text_stream
@@ -194,7 +194,7 @@ class Generator:
     self._style = jax.jit(self._style_fn)
     self._steps = {}
     self._warm = set()
-    self._encoded: dict = {}   # context clip hash -> its codes
+    self._encoded = ClipMemo(_ENCODED_CLIPS)   # context clips' codes
 
   # -- compiled pieces --------------------------------------------------------
   def _prefill_fn(self, params, rows, prefix=None, cache_rows=None):
@@ -257,13 +257,9 @@ class Generator:
                        "audio nor codes")
     # A conversation hands its history back every turn: each clip is
     # encoded once (the codec is deterministic).
-    a = np.ascontiguousarray(turn.audio, np.float32)
-    key = hashlib.blake2b(a.tobytes(), digest_size=16).digest()
-    if key not in self._encoded:
-      if len(self._encoded) >= _ENCODED_CLIPS:
-        self._encoded.pop(next(iter(self._encoded)))
-      self._encoded[key] = np.asarray(self.codec.encode(a))[:, :self.n]
-    return self._encoded[key].copy()
+    a = np.asarray(turn.audio, np.float32)
+    return self._encoded.get(
+        a, lambda: np.asarray(self.codec.encode(a))[:, :self.n])
 
   def _context_prosody(self, turn: ContextTurn, codes: np.ndarray):
     """A context turn's prosody tokens, by the training extraction."""

@@ -12,7 +12,6 @@ networks pool over all of its frames.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from typing import Any, Sequence
 
@@ -21,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from csm_jax.audio import io as audio_lib
+from csm_jax.audio.clip_memo import ClipMemo
 from csm_jax.data import features as corpus_features
 from csm_jax.eval.instruments import charlm
 from csm_jax.eval.instruments import ctc
@@ -28,7 +28,7 @@ from csm_jax.eval.instruments import frontend
 from csm_jax.eval.instruments import scoring
 
 _BATCH = 8
-_F0_CACHE = 1024   # clips whose F0 track is kept (a few KB each)
+_F0_CLIPS = 1024   # clips whose F0 track is kept (a few KB each)
 _MIN_BUCKET = 256     # log-mel frames (2.56 s)
 
 
@@ -110,7 +110,7 @@ class Instruments:
     self.emotion_names = tuple(emotion_names)
     self.validity = dict(validity or {})
     self.directory, self.fingerprint = directory, fingerprint
-    self._f0_cache: dict = {}
+    self._f0s = ClipMemo(_F0_CLIPS)
     ic = recognizer.config.net
     self.seconds_per_frame = ic.stack / ic.upsample / frontend.FRAME_RATE
 
@@ -170,19 +170,6 @@ class Instruments:
     return out
 
   # -- prosody ----------------------------------------------------------------
-  def _f0(self, x: np.ndarray, sample_rate: int):
-    """The F0 track of ``x``, computed once per distinct clip: a report
-    tracks each prompt's context turn once per row, and pYIN is most of
-    a small suite's scoring time."""
-    key = (hashlib.blake2b(x.tobytes(), digest_size=16).digest(),
-           int(sample_rate))
-    cache = self._f0_cache
-    if key not in cache:
-      if len(cache) >= _F0_CACHE:
-        cache.pop(next(iter(cache)))
-      cache[key] = corpus_features.f0_track(x, sample_rate)
-    return tuple(a.copy() for a in cache[key])
-
   def prosody(self, audio: np.ndarray, sample_rate: int,
               text: str = "") -> dict:
     """F0 (Hz, NaN where unvoiced), voicing and level (dBFS) every 40 ms,
@@ -193,7 +180,11 @@ class Instruments:
     if x.dtype == np.int16:
       x = audio_lib.from_int16(x)
     x = np.asarray(x, np.float32).reshape(-1)
-    f0, voiced = self._f0(x, sample_rate)
+    # Computed once per distinct clip: a report tracks each prompt's
+    # context turn once per row, and pYIN is most of a small suite's
+    # scoring time.
+    f0, voiced = self._f0s.get(
+        x, lambda: corpus_features.f0_track(x, sample_rate), sample_rate)
     y = audio_lib.resample(x, sample_rate, corpus_features.F0_SR)
     hop, frame = corpus_features.F0_HOP, corpus_features.F0_FRAME
     # Frames centred as pyin's are (frame t around sample t * hop).
