@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 
 from csm_jax.data.batch import FieldSpec
+from csm_jax.data.examples.loader import read_options
 from csm_jax.training.tasks.base import Task
 
 
@@ -118,12 +119,13 @@ class ProbeTask(Task):
     ds = ds[jax.process_index()::jax.process_count()]
     ds = ds.shuffle(seed=seed).repeat(None)
     return ds.batch(batch_size, drop_remainder=True,
-                    batch_fn=_stack).to_iter_dataset()
+                    batch_fn=_stack).to_iter_dataset(read_options())
 
   def eval_dataset(self, batch_size):
     ds = grain.MapDataset.source(self.heldout)
     return ds.batch(batch_size, drop_remainder=True,
-                    batch_fn=_stack).to_iter_dataset()
+                    batch_fn=_stack).to_iter_dataset(
+                        read_options(evaluation=True))
 
 
 def map_batches(fn, arrays: tuple, batch: int) -> np.ndarray:

@@ -42,6 +42,34 @@ def setup(tiny, clips):
   return task, graphdef, pg, pd, rest, grads, batch
 
 
+def test_a_few_threads_read_the_batches_and_stop_ahead(tiny, clips):
+  """Batches come from ``data.worker_threads`` reader threads keeping
+  ``data.prefetch`` batches ready, not grain's 16 threads and 500 batches,
+  which on two cores fought the step for the GIL and kept reading while
+  the final checkpoint waited to be written."""
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  class Counted:
+    def __len__(self):
+      return len(clips)
+
+    def __getitem__(self, i):
+      calls.append(i)
+      return clips[i]
+
+  task = CodecTask(tiny, clip_source=Counted())
+  before = threading.active_count()
+  it = iter(task.train_dataset(2, seed=0))
+  next(it)
+  assert threading.active_count() - before <= 3
+  time.sleep(0.5)
+  # One batch taken, at most the prefetched batches read ahead (and the
+  # ones in flight on the reader threads).
+  assert len(calls) <= 2 * (1 + 4 + 2), len(calls)
+
+
 def _norm(tree):
   return float(optax.tree.norm(tree))
 

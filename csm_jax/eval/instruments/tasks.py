@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from csm_jax.data.batch import FieldSpec
+from csm_jax.data.examples.loader import read_options
 from csm_jax.eval.instruments import augment as aug_lib
 from csm_jax.eval.instruments import ctc
 from csm_jax.eval.instruments import frontend
@@ -158,8 +159,7 @@ class RecognizerTask(_InstrumentTask):
             [jax.process_index()::jax.process_count()]
             .random_map(lambda _, rng: self.pack(rng), seed=seed)
             .batch(batch_size, drop_remainder=True)
-            .to_iter_dataset(grain.ReadOptions(num_threads=2,
-                                               prefetch_buffer_size=4)))
+            .to_iter_dataset(read_options()))
 
   def eval_dataset(self, batch_size: int):
     # Turns too long for a window would be scored against labels they do
@@ -171,7 +171,8 @@ class RecognizerTask(_InstrumentTask):
     idx = fit[_eval_indices(fit.size, batch_size)]
     return (grain.MapDataset.source(idx)
             .map(lambda i: self.single(self.eval_store, int(i)))
-            .batch(batch_size, drop_remainder=True).to_iter_dataset())
+            .batch(batch_size, drop_remainder=True)
+            .to_iter_dataset(read_options(evaluation=True)))
 
 
 class UtteranceTask(_InstrumentTask):
@@ -240,8 +241,7 @@ class UtteranceTask(_InstrumentTask):
             .shuffle(seed=seed).repeat(None)
             .random_map(self.random_crop, seed=seed)
             .batch(batch_size, drop_remainder=True)
-            .to_iter_dataset(grain.ReadOptions(num_threads=2,
-                                               prefetch_buffer_size=4)))
+            .to_iter_dataset(read_options()))
 
   def eval_dataset(self, batch_size: int):
     keep = np.flatnonzero(self.eval_labels >= 0)
@@ -250,7 +250,8 @@ class UtteranceTask(_InstrumentTask):
     return (grain.MapDataset.source(idx)
             .map(lambda i: self.centre_crop(self.eval_store, self.eval_labels,
                                             int(i)))
-            .batch(batch_size, drop_remainder=True).to_iter_dataset())
+            .batch(batch_size, drop_remainder=True)
+            .to_iter_dataset(read_options(evaluation=True)))
 
 
 def make_task(config, train_store, eval_store) -> Task:

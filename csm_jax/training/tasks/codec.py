@@ -26,6 +26,7 @@ from csm_jax.codec import metrics as M
 from csm_jax.codec.model import CodecGAN
 from csm_jax.audio.io import load_audio, write_wav
 from csm_jax.data.batch import FieldSpec
+from csm_jax.data.examples.loader import read_options
 from csm_jax.store import models
 from csm_jax.training.tasks.base import Task
 
@@ -263,7 +264,7 @@ class CodecTask(Task):
             .shuffle(seed=seed).repeat(None)
             .random_map(crop, seed=seed)
             .batch(batch_size, drop_remainder=True)
-            .to_iter_dataset())
+            .to_iter_dataset(read_options(self.config)))
 
   def eval_dataset(self, batch_size: int):
     """Centre crops of every eval clip; the last batch wraps around to the
@@ -277,7 +278,8 @@ class CodecTask(Task):
     crop = functools.partial(_center_crop, length=self.segment, hop=self.hop)
     return (grain.MapDataset.range(n)
             .map(lambda i: crop(src[share[i % len(share)]]))
-            .batch(batch_size, drop_remainder=True).to_iter_dataset())
+            .batch(batch_size, drop_remainder=True)
+            .to_iter_dataset(read_options(evaluation=True)))
 
   # -- accounting --------------------------------------------------------------
   def flops_per_batch(self, batch_size: int) -> float:
