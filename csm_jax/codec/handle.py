@@ -15,6 +15,14 @@ from csm_jax.codec import api
 from csm_jax.codec.io import load_codec
 
 
+def padded_frames(frames: int, bucket: int) -> int:
+  """``frames`` rounded up to ``bucket`` times a power of two: clips of any
+  length share a handful of compiled shapes (a 30 s clip at 2 s buckets is
+  one of 1, 2, 4, 8 or 16 buckets), for at most twice the frames."""
+  n = max(1, -(-int(frames) // bucket))
+  return bucket * (1 << (n - 1).bit_length())
+
+
 class CodecHandle:
   """Host-side wrapper of a split codec (one example at a time)."""
 
@@ -50,14 +58,16 @@ class CodecHandle:
   def encode(self, audio: np.ndarray, n_levels: int | None = None) -> np.ndarray:
     """(samples,) float32 at ``sample_rate`` -> (ceil(samples/hop), levels).
 
-    Audio is zero-padded to a multiple of ``BUCKET_SECONDS`` so that turns
-    of many lengths share a few compiled shapes; the codec is causal, so the
-    padding changes no frame that is kept.
+    Audio is zero-padded to ``BUCKET_SECONDS`` times a power of two
+    (``padded_frames``) so that turns of many lengths share a few compiled
+    shapes; the codec is causal, so the padding changes no frame that is
+    kept.
     """
     a = np.asarray(audio, np.float32).reshape(-1)
     frames = -(-len(a) // self.hop)
-    bucket = self.hop * max(1, int(self.BUCKET_SECONDS * self.frame_rate))
-    padded = np.zeros((1, max(1, -(-len(a) // bucket)) * bucket), np.float32)
+    bucket = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
+    padded = np.zeros((1, self.hop * padded_frames(frames, bucket)),
+                      np.float32)
     padded[0, :len(a)] = a
     codes = api.encode(self.graphdef, self.state, padded, n_levels)
     return np.asarray(codes)[0, :frames]
@@ -65,9 +75,9 @@ class CodecHandle:
   def decode(self, codes: np.ndarray) -> np.ndarray:
     """(frames, n<=levels) -> (frames * hop,) float32 from the first n levels.
 
-    Codes are padded to a multiple of ``BUCKET_SECONDS`` of frames, as in
-    ``encode``, so clips of many lengths share a few compiled shapes; the
-    decoder is causal, so the padding changes no sample that is kept. A
+    Codes are padded as in ``encode``, so clips of many lengths share a
+    few compiled shapes; the decoder is causal, so the padding changes no
+    sample that is kept. A
     decoder that lags (``delay``) decodes the padding's first frames too,
     and the output is shifted back into line with the encoded audio.
     """
@@ -75,8 +85,7 @@ class CodecHandle:
     frames = len(c)
     bucket = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
     need = frames + self.delay_frames
-    padded = np.zeros((max(1, -(-need // bucket)) * bucket, c.shape[1]),
-                      c.dtype)
+    padded = np.zeros((padded_frames(need, bucket), c.shape[1]), c.dtype)
     padded[:frames] = c
     audio = api.decode(self.graphdef, self.state, padded[None])
     return np.asarray(audio)[0, self.delay:self.delay + frames * self.hop]

@@ -63,32 +63,37 @@ def _words(text: str) -> list[str]:
   return text_metrics.normalize(text).split()
 
 
-def _turns(config, split, codec, instruments, log):
+def _turns(config, split, codec, instruments, log, block: int = 64):
   """(words, codes, end frame of every word) for each turn of a split."""
   src = registry.source(config, split)
   out, skipped = [], 0
-  for i in range(len(src)):
-    rec = src[i]
-    text = rec["text"]
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    words = _words(text)
-    if len(words) < 2:
-      continue
-    codes = codec.encode(registry.record_audio(rec, codec.sample_rate))
-    audio = registry.record_audio(rec, instruments.sample_rate)
-    lp, spf, alphabet, blank = instruments.ctc_log_probs(
-        audio, instruments.sample_rate)
-    try:
-      ends = word_end_times(" ".join(words), lp, alphabet, blank, spf)
-    except AlignmentError:
-      skipped += 1
-      continue
-    # Floor: a frame that straddles the word's end may already hold the
-    # onset of the next word, which would leak the answer to the probe.
-    frames = [int(np.floor(e * codec.frame_rate)) for e in ends]
-    out.append((words, np.asarray(codes), frames))
-    if log and i % 50 == 0:
-      log(f"aligning {split}: {i}/{len(src)} turns")
+  # The recognizer aligns a block of turns per call, batched by length.
+  for start in range(0, len(src), block):
+    todo = []
+    for i in range(start, min(start + block, len(src))):
+      rec = src[i]
+      text = rec["text"]
+      text = text.decode() if isinstance(text, bytes) else str(text)
+      words = _words(text)
+      if len(words) >= 2:
+        todo.append((words, rec))
+    lps, spf, alphabet, blank = instruments.ctc_log_probs_many(
+        [registry.record_audio(rec, instruments.sample_rate)
+         for _, rec in todo], instruments.sample_rate)
+    for (words, rec), lp in zip(todo, lps):
+      try:
+        ends = word_end_times(" ".join(words), lp, alphabet, blank, spf)
+      except AlignmentError:
+        skipped += 1
+        continue
+      codes = codec.encode(registry.record_audio(rec, codec.sample_rate))
+      # Floor: a frame that straddles the word's end may already hold the
+      # onset of the next word, which would leak the answer to the probe.
+      frames = [int(np.floor(e * codec.frame_rate)) for e in ends]
+      out.append((words, np.asarray(codes), frames))
+    if log:
+      log(f"aligning {split}: {min(start + block, len(src))}/{len(src)} "
+          "turns")
   return out, skipped
 
 

@@ -23,7 +23,6 @@ import importlib
 import os
 from typing import Sequence
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -106,9 +105,9 @@ class RecognizerAligner:
   def log_probs(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
     feats = [frontend.log_mel(np.asarray(a, np.float32)) for a in audios]
     out: list[np.ndarray | None] = [None] * len(feats)
-    for i, (logits, mask) in self._net("recognizer").apply("logits", feats):
-      n = int(mask.sum())
-      out[i] = np.asarray(jax.nn.log_softmax(logits[:n], axis=-1))
+    for i, (log_probs, mask) in self._net("recognizer").apply("log_probs",
+                                                              feats):
+      out[i] = np.asarray(log_probs[:int(mask.sum())])
     return out
 
   @property
@@ -122,7 +121,7 @@ class RecognizerAligner:
     feats = [frontend.log_mel(np.asarray(a, np.float32)) for a in audios]
     net = self._net("speaker_encoder")
     out = np.zeros((len(feats), int(net.config.net.embed_dim)), np.float32)
-    for i, (emb, _) in net.apply("utterance", feats):
+    for i, (emb, _, _) in net.apply("utterance", feats):
       out[i] = emb
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 

@@ -88,10 +88,16 @@ def ceiling_codes(gen, prompts) -> list[np.ndarray]:
              if k in ("audio_tokens", "text_tokens", "mask", "positions",
                       "segment_ids")}
     h = forward(gen.graphdef, gen.params, batch)[0]
-    # Row r's state predicts row r + 1's frame.
-    states = h[frames - 1]
-    truth = jnp.asarray(rows["audio_tokens"][frames])
-    out.append(np.asarray(heads(gen.params, states, truth)))
+    # Row r's state predicts row r + 1's frame. The frames are padded to
+    # the bucket too (heads are per frame, so the padding changes none that
+    # is kept), or the heads would compile once per target length.
+    n = len(frames)
+    if not n:
+      out.append(np.zeros((0, gen.n), np.int32))
+      continue
+    at = np.pad(frames - 1, (0, -(-n // _BUCKET) * _BUCKET - n), mode="edge")
+    truth = jnp.asarray(rows["audio_tokens"][at + 1])
+    out.append(np.asarray(heads(gen.params, h[at], truth))[:n])
   return out
 
 

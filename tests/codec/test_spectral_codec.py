@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from csm_jax.codec import spectral
-from csm_jax.codec.handle import CodecHandle
+from csm_jax.codec.handle import CodecHandle, padded_frames
 from csm_jax.codec.model import Codec, init_codec
 from csm_jax.codec.spectral_net import ISTFTDecoder
 from csm_jax.config import codec as cfg
@@ -101,6 +101,27 @@ def test_handle_aligns_decoding_and_streaming_with_the_input():
   got = np.concatenate([stream.push(codes[:4]), stream.push(codes[4:13]),
                         stream.flush()])
   np.testing.assert_allclose(got, full, atol=1e-5)
+
+
+def test_handle_pads_to_few_shapes_and_keeps_every_frame():
+  """Clips of any length pad to a bucket times a power of two; the codes
+  and audio kept equal the codec's own on the unpadded clip."""
+  assert [padded_frames(n, 25) for n in (1, 25, 26, 51, 101, 400)] == \
+      [25, 25, 50, 100, 200, 400]
+  shapes = {padded_frames(n, 25) for n in range(1, 801)}
+  assert shapes == {25, 50, 100, 200, 400, 800}
+  c = small_spectral()
+  handle = CodecHandle(init_codec(c))
+  codec = nnx.merge(handle.graphdef, handle.state)
+  x = _signal(7 * handle.hop + 13)
+  codes = handle.encode(x)
+  own = np.asarray(codec.encode(jnp.asarray(np.pad(
+      x, (0, (-len(x)) % handle.hop))[None]), 3))[0]
+  np.testing.assert_array_equal(codes, own)
+  audio = handle.decode(codes)
+  raw = np.asarray(handle_raw_decode(handle, codes))
+  np.testing.assert_allclose(audio, raw[handle.delay:handle.delay + len(audio)],
+                             atol=1e-5)
 
 
 def handle_raw_decode(handle, codes):

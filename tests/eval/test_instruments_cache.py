@@ -94,6 +94,13 @@ def test_public_calls_shapes(built):
   assert spf == pytest.approx(0.02)
   assert abs(lp.shape[0] * spf - 2.5) < 0.1
   assert np.allclose(np.exp(lp).sum(1), 1.0, atol=1e-4)
+  # Batched by length, each utterance reads as it does alone.
+  many, *_ = inst.ctc_log_probs_many(audios, 24000)
+  assert len(many) == 3
+  for a, m in zip(audios, many):
+    alone = inst.ctc_log_probs(a, 24000)[0]
+    assert m.shape == alone.shape
+    np.testing.assert_allclose(m, alone, atol=1e-4)
   emb = inst.speaker_embeddings(audios, 24000)
   assert emb.shape[0] == 3 and np.allclose(np.linalg.norm(emb, axis=1), 1)
   probs = inst.emotion_probs(audios, 16000)

@@ -55,12 +55,17 @@ class Network:
     if name not in self._fns:
       graphdef = self.graphdef
 
+      # The normalizations run inside the compiled network: applied
+      # eagerly to each utterance's own length they would compile once
+      # per length.
       def run(state, feats, mask):
         model = nnx.merge(graphdef, state)
-        if name == "logits":
-          return model(feats, mask)
+        if name == "log_probs":
+          logits, out_mask = model(feats, mask)
+          return jax.nn.log_softmax(logits, axis=-1), out_mask
         emb = model.embed(feats, mask)
-        return emb, model.logits(emb)
+        logits = model.logits(emb)
+        return emb, logits, jax.nn.softmax(logits, axis=-1)
       self._fns[name] = jax.jit(run)
     return self._fns[name]
 
@@ -117,9 +122,8 @@ class Instruments:
   # -- recognizer -------------------------------------------------------------
   def _log_probs(self, feats):
     out = [None] * len(feats)
-    for i, (logits, mask) in self.recognizer.apply("logits", feats):
-      n = int(mask.sum())
-      out[i] = np.asarray(jax.nn.log_softmax(logits[:n], axis=-1))
+    for i, (log_probs, mask) in self.recognizer.apply("log_probs", feats):
+      out[i] = np.asarray(log_probs[:int(mask.sum())])
     return out
 
   def transcribe(self, audios: Sequence[np.ndarray], sample_rate: int,
@@ -146,8 +150,15 @@ class Instruments:
     alphabet) is the CTC blank. Frame t covers the audio around
     ``t * seconds_per_frame`` (for CTC forced alignment: word timings).
     """
-    lp = self._log_probs(_features([audio], sample_rate))[0]
-    return lp, self.seconds_per_frame, ctc.ALPHABET, ctc.BLANK
+    lps, spf, alphabet, blank = self.ctc_log_probs_many([audio], sample_rate)
+    return lps[0], spf, alphabet, blank
+
+  def ctc_log_probs_many(self, audios: Sequence[np.ndarray], sample_rate: int
+                         ) -> tuple[list[np.ndarray], float, str, int]:
+    """``ctc_log_probs`` of many utterances, batched by length: one call
+    per utterance would run the recognizer on a batch of one padded row."""
+    lps = self._log_probs(_features(audios, sample_rate))
+    return lps, self.seconds_per_frame, ctc.ALPHABET, ctc.BLANK
 
   # -- speaker and emotion ----------------------------------------------------
   def speaker_embeddings(self, audios: Sequence[np.ndarray],
@@ -156,7 +167,7 @@ class Instruments:
     feats = _features(audios, sample_rate)
     dim = int(self.speaker.config.net.embed_dim)
     out = np.zeros((len(feats), dim), np.float32)
-    for i, (emb, _) in self.speaker.apply("utterance", feats):
+    for i, (emb, _, _) in self.speaker.apply("utterance", feats):
       out[i] = emb
     return scoring.l2_normalize(out)
 
@@ -165,8 +176,8 @@ class Instruments:
     """(n, len(emotion_names)) class probabilities from audio alone."""
     feats = _features(audios, sample_rate)
     out = np.zeros((len(feats), len(self.emotion_names)), np.float32)
-    for i, (_, logits) in self.emotion.apply("utterance", feats):
-      out[i] = np.asarray(jax.nn.softmax(logits))
+    for i, (_, _, probs) in self.emotion.apply("utterance", feats):
+      out[i] = probs
     return out
 
   # -- prosody ----------------------------------------------------------------

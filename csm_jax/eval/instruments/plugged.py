@@ -116,6 +116,9 @@ class PluggedInstruments:
   def ctc_log_probs(self, audio, sample_rate: int):
     return self.base.ctc_log_probs(audio, sample_rate)
 
+  def ctc_log_probs_many(self, audios, sample_rate: int):
+    return self.base.ctc_log_probs_many(audios, sample_rate)
+
   def prosody(self, audio, sample_rate: int, text: str = "") -> dict:
     # The speaking rate counts the words of the recognizer in use.
     if not text and len(audio):
