@@ -39,6 +39,8 @@ class CodecHandle:
     # family's overlap-add); ``decode`` and the streaming decoder remove it.
     self.delay = int(getattr(codec, "delay", 0))
     self.delay_frames = -(-self.delay // self.hop)
+    # Frames per padding bucket of ``encode`` and ``decode``.
+    self.bucket_frames = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
     self.directory = directory
 
   @classmethod
@@ -65,8 +67,8 @@ class CodecHandle:
     """
     a = np.asarray(audio, np.float32).reshape(-1)
     frames = -(-len(a) // self.hop)
-    bucket = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
-    padded = np.zeros((1, self.hop * padded_frames(frames, bucket)),
+    padded = np.zeros((1, self.hop * padded_frames(frames,
+                                                    self.bucket_frames)),
                       np.float32)
     padded[0, :len(a)] = a
     codes = api.encode(self.graphdef, self.state, padded, n_levels)
@@ -83,9 +85,9 @@ class CodecHandle:
     """
     c = np.asarray(codes)
     frames = len(c)
-    bucket = max(1, int(self.BUCKET_SECONDS * self.frame_rate))
     need = frames + self.delay_frames
-    padded = np.zeros((padded_frames(need, bucket), c.shape[1]), c.dtype)
+    padded = np.zeros((padded_frames(need, self.bucket_frames), c.shape[1]),
+                      c.dtype)
     padded[:frames] = c
     audio = api.decode(self.graphdef, self.state, padded[None])
     return np.asarray(audio)[0, self.delay:self.delay + frames * self.hop]

@@ -24,6 +24,11 @@ from csm_jax.inference import aligned
 _BUCKET = 64
 
 
+def _bucketed(n: int) -> int:
+  """``n`` rounded up to a multiple of ``_BUCKET`` (few compiled shapes)."""
+  return -(-n // _BUCKET) * _BUCKET
+
+
 def _turn(gen, t, codes, trained: bool) -> Turn:
   tok = gen.tokenizer
   if not text_stream.aligned(gen.config.model):
@@ -82,7 +87,7 @@ def ceiling_codes(gen, prompts) -> list[np.ndarray]:
   for p in prompts:
     rows, frames = _rows(gen, p)
     t = len(rows["positions"])
-    pad = -(-t // _BUCKET) * _BUCKET - t
+    pad = _bucketed(t) - t
     batch = {k: jnp.asarray(np.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1))
                             [None]) for k, v in rows.items()
              if k in ("audio_tokens", "text_tokens", "mask", "positions",
@@ -95,7 +100,7 @@ def ceiling_codes(gen, prompts) -> list[np.ndarray]:
     if not n:
       out.append(np.zeros((0, gen.n), np.int32))
       continue
-    at = np.pad(frames - 1, (0, -(-n // _BUCKET) * _BUCKET - n), mode="edge")
+    at = np.pad(frames - 1, (0, _bucketed(n) - n), mode="edge")
     truth = jnp.asarray(rows["audio_tokens"][at + 1])
     out.append(np.asarray(heads(gen.params, h[at], truth))[:n])
   return out

@@ -34,15 +34,14 @@ def _stack(items):
   return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
-def train_dataset(source, local_batch_size: int, seed: int,
-                  worker_threads: int = 2, prefetch: int = 4):
-  """Infinite, shuffled, sharded-by-process, batched IterDataset."""
+def train_dataset(source, local_batch_size: int, seed: int, config=None):
+  """Infinite, shuffled, sharded-by-process, batched IterDataset, read as
+  ``read_options(config)`` says."""
   ds = grain.MapDataset.source(source)
   ds = ds[jax.process_index()::jax.process_count()]
   ds = ds.shuffle(seed=seed).repeat(None)
   ds = ds.batch(local_batch_size, drop_remainder=True, batch_fn=_stack)
-  return ds.to_iter_dataset(grain.ReadOptions(
-      num_threads=worker_threads, prefetch_buffer_size=prefetch))
+  return ds.to_iter_dataset(read_options(config))
 
 
 def eval_dataset(source, local_batch_size: int):

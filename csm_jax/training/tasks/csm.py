@@ -105,9 +105,8 @@ class CSMTask(Task):
     return self._sources[split]
 
   def train_dataset(self, batch_size, seed):
-    d = self.config.data
     return loader.train_dataset(self._source("train"), batch_size, seed,
-                                d.worker_threads, d.prefetch)
+                                self.config)
 
   def eval_dataset(self, batch_size):
     return loader.eval_dataset(self._source("eval"), batch_size)
