@@ -119,7 +119,7 @@ class ProbeTask(Task):
     ds = ds[jax.process_index()::jax.process_count()]
     ds = ds.shuffle(seed=seed).repeat(None)
     return ds.batch(batch_size, drop_remainder=True,
-                    batch_fn=_stack).to_iter_dataset(read_options())
+                    batch_fn=_stack).to_iter_dataset(read_options(self.config))
 
   def eval_dataset(self, batch_size):
     ds = grain.MapDataset.source(self.heldout)

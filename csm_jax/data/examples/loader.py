@@ -24,10 +24,10 @@ def read_options(config=None, evaluation: bool = False) -> grain.ReadOptions:
   """
   if evaluation:
     return grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
-  d = config.get("data") if config is not None and "data" in config else None
+  d = config.data if config is not None and "data" in config else {}
   return grain.ReadOptions(
-      num_threads=int(d.worker_threads) if d is not None else 2,
-      prefetch_buffer_size=int(d.prefetch) if d is not None else 4)
+      num_threads=int(d.get("worker_threads", 2)),
+      prefetch_buffer_size=int(d.get("prefetch", 4)))
 
 
 def _stack(items):

@@ -159,7 +159,7 @@ class RecognizerTask(_InstrumentTask):
             [jax.process_index()::jax.process_count()]
             .random_map(lambda _, rng: self.pack(rng), seed=seed)
             .batch(batch_size, drop_remainder=True)
-            .to_iter_dataset(read_options()))
+            .to_iter_dataset(read_options(self.config)))
 
   def eval_dataset(self, batch_size: int):
     # Turns too long for a window would be scored against labels they do
@@ -241,7 +241,7 @@ class UtteranceTask(_InstrumentTask):
             .shuffle(seed=seed).repeat(None)
             .random_map(self.random_crop, seed=seed)
             .batch(batch_size, drop_remainder=True)
-            .to_iter_dataset(read_options()))
+            .to_iter_dataset(read_options(self.config)))
 
   def eval_dataset(self, batch_size: int):
     keep = np.flatnonzero(self.eval_labels >= 0)
