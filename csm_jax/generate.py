@@ -6,10 +6,13 @@
   python -m csm_jax.generate --checkpoint=DIR --conversation=script.jsonl --out_dir=conv
 
 DIR is an export (python -m csm_jax.export) or a training workdir. A context
-file is a JSON list of earlier turns {"speaker", "text", "audio": wav path};
-a batch file is JSONL with one {"text", "speaker", "context", "out"} per line.
+file is a JSON list of earlier turns {"speaker", "text", "audio": wav path,
+optionally "emotion"}; a batch file is JSONL with one {"text", "speaker",
+"context", "out"} per line.
 
-A model trained with the prosody stream also takes --emotion=happy
+A model with the emotion tag (the default model) takes --emotion=sad: the
+speaking rate and voice of that emotion. A model trained with the prosody
+stream also takes --emotion=happy
 --intensity=0.8 (or --style=N), --prosody=sketch.json or
 --prosody_from=ref.wav (a contour stage 1 follows) and --pace=1.2, and
 writes the plan against the realized F0 beside the wav (NAME.prosody.png);
@@ -66,10 +69,12 @@ _DTYPE = flags.DEFINE_enum(
 # The prosody stream's controls (a model trained with
 # --config.model.prosody.enabled=true; docs/prosody.md).
 _EMOTION = flags.DEFINE_string(
-    "emotion", None, "Prosody stream: the turn's emotion, one of the "
-    "classes the model was trained on (the synthetic corpus: neutral, "
-    "happy, sad, angry, calm, anxious; an unknown name lists them). "
-    "Default: the model chooses the style from the context.")
+    "emotion", None, "The turn's emotion, for a model with the prosody "
+    "stream or the emotion tag (model.emotion_tag, the default model): one "
+    "of the classes the model was trained on (the synthetic corpus: "
+    "neutral, happy, sad, angry, calm, anxious; an unknown name lists "
+    "them). It sets the speaking rate and voice quality. Default: the model "
+    "chooses from the context.")
 _INTENSITY = flags.DEFINE_float(
     "intensity", 0.5, "Prosody stream: with --emotion, how strongly, in "
     "[0, 1] (with 3 intensity bins: below 1/3 mild, above 2/3 strong).")

@@ -10,6 +10,14 @@ from the corpus's phoneme events, so ``aligned`` reads phoneme tokens. The
 prosody stream (``model.prosody``) and the dual memory (``model.memory``)
 work on either layout.
 
+``model.emotion_tag`` (aligned only; inert on ``prefix``, as the lead and
+the lookahead are) adds a third tag row to every turn,
+its emotion (or "unknown"), after ``[bos] [speaker]``: on the embedded
+corpus the emotion sets the speaking rate (0.78x to 1.25x), which a model
+that is not told it must guess. ``emotion_tag_dropout`` of the training
+turns show "unknown" instead, so a request without an emotion is one the
+model has seen.
+
 Configs saved before the switch have none of these fields: ``stream(m)``
 reads them as ``prefix``.
 """
@@ -18,7 +26,8 @@ from __future__ import annotations
 
 STREAMS = ("prefix", "aligned")
 # The switch's fields in config.model (add_fields).
-FIELDS = ("text_stream", "text_lead", "text_lookahead", "advance_loss_weight")
+FIELDS = ("text_stream", "text_lead", "text_lookahead", "advance_loss_weight",
+          "emotion_tag", "emotion_tag_dropout")
 
 
 def add_fields(m) -> None:
@@ -31,6 +40,9 @@ def add_fields(m) -> None:
   # long a sound lasts depends on what follows it, which the row must see.
   m.text_lookahead = 2
   m.advance_loss_weight = 1.0
+  # A turn's emotion as a tag row (aligned only; module docstring).
+  m.emotion_tag = False
+  m.emotion_tag_dropout = 0.2
 
 
 def stream(m) -> str:
@@ -49,12 +61,19 @@ def lookahead(m) -> int:
   return int(m.get("text_lookahead", 0)) if aligned(m) else 0
 
 
+def emotion_tag(m) -> bool:
+  return aligned(m) and bool(m.get("emotion_tag", False))
+
+
 def validate(c, check) -> None:
   m = c.model
   check(stream(m) in STREAMS, "model.text_stream",
         f"{stream(m)!r} not in {STREAMS}")
   if not aligned(m):
-    return
+    return   # the aligned stream's fields are inert on the prefix stream
+  check(0.0 <= m.get("emotion_tag_dropout", 0.0) < 1.0,
+        "model.emotion_tag_dropout",
+        f"must be in [0, 1), got {m.get('emotion_tag_dropout')}")
   check(m.text_lead >= 1, "model.text_lead",
         f"must be >= 1 (the first row carries text only), got {m.text_lead}")
   check(m.text_lookahead >= 0, "model.text_lookahead",
@@ -75,5 +94,8 @@ def structural(m) -> dict:
   runs from before it compare equal), the layout for ``aligned``."""
   if not aligned(m):
     return {}
-  return {"text_stream": "aligned", "text_lead": lead(m),
-          "text_lookahead": lookahead(m)}
+  out = {"text_stream": "aligned", "text_lead": lead(m),
+         "text_lookahead": lookahead(m)}
+  if emotion_tag(m):   # recorded only when on: earlier runs compare equal
+    out["emotion_tag"] = True
+  return out

@@ -12,7 +12,9 @@ after a word becomes a pause token of its kind (``,`` ``.`` ``?`` ``!``):
 the cues eSpeak turns into pauses and intonation.
 
 Ids: pad 0, unk 1, bos 2, eos 3, the speaker tags, the four pauses, then
-six ids per phoneme class (three stresses, inside a word or word-final).
+six ids per phoneme class (three stresses, inside a word or word-final),
+then the emotion tags (the corpus's emotions and "unknown";
+``model.emotion_tag``), last so that no earlier id moves.
 A version-1 file (before stress was kept) still loads and tokenizes as it
 did: two ids per class. The tokenizer is a
 small JSON file (``save``/``load``); ``encode_turn`` matches
@@ -46,6 +48,16 @@ _STRESSES = ("", ",", "'")            # none, secondary, primary
 
 class PhonemizeError(TokenizerError):
   """eSpeak cannot phonemize a text (nothing speakable in it); names it."""
+
+
+def emotion_tags() -> tuple[str, ...]:
+  """The emotion tag rows' names, in id order: the embedded corpus's
+  emotions (a manifest's labels map onto them), then "unknown"."""
+  from csm_jax.data.synthetic.voices import EMOTION_NAMES  # pylint: disable=g-import-not-at-top
+  return EMOTION_NAMES + (UNKNOWN_EMOTION,)
+
+
+UNKNOWN_EMOTION = "unknown"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -91,8 +103,29 @@ class PhonemeTokenizer:
 
   # -- ids ------------------------------------------------------------------
   @property
-  def vocab_size(self) -> int:
+  def first_emotion(self) -> int:
     return self.first_phoneme + self.per_class * len(_CLASSES)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.first_emotion + len(emotion_tags())
+
+  def emotion_token_id(self, emotion: str | None) -> int:
+    """The tag of ``emotion`` (None or "": unknown); an emotion outside
+    ``emotion_tags()`` is one error naming the known ones."""
+    names = emotion_tags()
+    name = emotion or UNKNOWN_EMOTION
+    if name not in names:
+      raise TokenizerError(f"unknown emotion {name!r}; this model knows "
+                           f"{', '.join(names[:-1])} (or none)")
+    return self.first_emotion + names.index(name)
+
+  def tag_rows(self, speaker_id: int, emotion: str | None = None,
+               with_emotion: bool = False) -> list[int]:
+    """A turn's tag rows on the aligned stream: ``[bos] [speaker]``, and
+    its emotion tag when ``with_emotion`` (``model.emotion_tag``)."""
+    rows = [BOS_ID, self.speaker_token_id(int(speaker_id))]
+    return rows + ([self.emotion_token_id(emotion)] if with_emotion else [])
 
   def speaker_token_id(self, speaker_id: int) -> int:
     if not 0 <= speaker_id < self.num_speakers:
@@ -166,6 +199,8 @@ class PhonemeTokenizer:
         out.append("<unk>")
       elif t < self.first_pause:
         out.append(f"[{t - 4}]")
+      elif t >= self.first_emotion:
+        out.append(f"<{emotion_tags()[t - self.first_emotion]}> ")
       elif self.is_pause(t):
         out.append(PAUSES[t - self.first_pause] + " ")
       else:

@@ -128,7 +128,7 @@ class Aligner:
   """Lays a corpus turn's tokens on its frames (``DialogueExamples``)."""
 
   def __init__(self, tokenizer, lead: int, frame_seconds: float,
-               where: str = "", ahead: int = 0):
+               where: str = "", ahead: int = 0, emotion_tag: bool = False):
     if getattr(tokenizer, "kind", None) != "phoneme":
       raise AlignmentError(
           "the aligned text stream needs the phoneme tokenizer "
@@ -136,10 +136,11 @@ class Aligner:
           f"another kind ({getattr(tokenizer, 'path', tokenizer)})")
     self.tokenizer, self.lead = tokenizer, int(lead)
     self.frame_seconds, self.where = frame_seconds, where
-    self.ahead = int(ahead)
+    self.ahead, self.emotion_tag = int(ahead), bool(emotion_tag)
 
-  def tag_rows(self, speaker: int) -> list[int]:
-    return [self.tokenizer.bos_id, self.tokenizer.speaker_token_id(speaker)]
+  def tag_rows(self, speaker: int, emotion: str | None = None) -> list[int]:
+    """``[bos] [speaker]``, then the emotion tag with ``model.emotion_tag``."""
+    return self.tokenizer.tag_rows(speaker, emotion, self.emotion_tag)
 
   def stream(self, rec, text: str, n_frames: int):
     """(token ids (K,), token index of each frame (F,)), or None when the

@@ -12,7 +12,9 @@ ceiling is still falling with more codec training or has flattened.
 Beside it: ``--compare_codecs`` (other codec training workdirs, each its
 own curve, e.g. a codec of the other family) and the floor at the same bit
 rate, the k-means mel RVQ with Griffin-Lim fitted on the training split
-(``eval.mel_rvq``), which a codec that learned anything must beat.
+(``eval.mel_rvq``), which a codec that learned anything must beat; the
+run's last checkpoint minus the floor, paired on the same prompts, is
+``codec_minus_floor`` (its interval excluding zero is what beating means).
 """
 
 from __future__ import annotations
@@ -64,17 +66,18 @@ def _codec_at(workdir: str, step: int) -> CodecHandle:
 
 
 def _curve(workdir: str, instruments, prompts, truth, seed: int, log,
-           label: str) -> tuple[list, CodecHandle]:
+           label: str) -> tuple[list, CodecHandle, metrics.RowScores]:
+  """Points per checkpoint, the last checkpoint's codec and its scores."""
   steps = checkpoint_steps(workdir)
   if not steps:
     raise suite_lib.EvaluationError(f"{workdir} holds no committed "
                                     "checkpoint")
-  points, codec = [], None
+  points, codec, row = [], None, None
   for k, step in enumerate(steps):
     codec = _codec_at(workdir, step)
-    scores = metrics.summarize(metrics.score_row(
-        "codec", instruments, prompts, resynthesize(codec, truth),
-        codec.sample_rate), seed)
+    row = metrics.score_row("codec", instruments, prompts,
+                            resynthesize(codec, truth), codec.sample_rate)
+    scores = metrics.summarize(row, seed)
     points.append({"step": step, **{m: scores[m].to_json() for m in SCORES
                                     if m in scores},
                    "usage": code_usage(codec, truth)})
@@ -82,7 +85,7 @@ def _curve(workdir: str, instruments, prompts, truth, seed: int, log,
         "usage per level "
         + " ".join(f"{u:.2f}" for u in points[-1]["usage"])
         + f" ({k + 1}/{len(steps)} checkpoints)")
-  return points, codec
+  return points, codec, row
 
 
 def code_usage(codec, audios) -> list[float]:
@@ -113,21 +116,30 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
   truth = [p.target.audio for p in prompts]
   rows = {"ground_truth": metrics.summarize(metrics.score_row(
       "ground_truth", instruments, prompts, truth, rate), seed)}
-  series, first = {}, None
+  series, first, last_row = {}, None, None
   for w in [workdir, *others]:
-    points, codec = _curve(w, instruments, prompts, truth, seed, log, w)
+    points, codec, row = _curve(w, instruments, prompts, truth, seed, log, w)
     first = first or codec
+    last_row = last_row or row
     if codec.sample_rate != rate:
       raise suite_lib.EvaluationError(
           f"--compare_codecs: {w} runs at {codec.sample_rate} Hz, {workdir} "
           f"at {rate} Hz; compare codecs of one rate")
     series[_label(w, codec)] = points
-  references = {}
+  references, paired = {}, {}
   if floor:
     base = mel_rvq.corpus_floor(config, first, log)
-    scores = metrics.summarize(metrics.score_row(
-        "floor", instruments, prompts, resynthesize(base, truth),
-        rate), seed)
+    floor_row = metrics.score_row("floor", instruments, prompts,
+                                  resynthesize(base, truth), rate)
+    scores = metrics.summarize(floor_row, seed)
+    # Beating the floor is a claim about the same prompts: the paired
+    # difference has the interval that says it, where two overlapping
+    # intervals of the rows say nothing.
+    diff = metrics.compare(last_row, floor_row, seed)
+    paired = {"step": series[_label(workdir, first)][-1]["step"],
+              **{m: diff[m].to_json() for m in SCORES if m in diff}}
+    log(f"codec curve: last checkpoint - floor, paired: CER {diff['cer']}, "
+        f"speaker similarity {diff['speaker_similarity']}")
     name = (f"k-means mel RVQ + Griffin-Lim ({first.levels} x "
             f"{first.codebook_size})")
     references[name] = {m: scores[m].to_json() for m in SCORES
@@ -138,6 +150,7 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
             "ground_truth": {m: rows["ground_truth"][m].to_json()
                              for m in SCORES if m in rows["ground_truth"]},
             "series": series, "references": references,
+            "codec_minus_floor": paired,
             "points": series[_label(workdir, first)]}
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "codec_curve.json"), "w") as f:

@@ -231,9 +231,11 @@ def run_experiment3(checkpoint: str, out_dir: str, compare: str | None,
   spoken = {"ground_truth": Spoken([p.target.audio for p in prompts],
                                    [True] * len(prompts))}
   trimmed = {}
+  # The free conditions are told no emotion, also by an emotion tag.
+  free = [None] * len(prompts)
   for name, model, ctl in (("stream_emotion", gen, controls),
-                           ("stream_free", gen, None),
-                           ("baseline", base, None)):
+                           ("stream_free", gen, free),
+                           ("baseline", base, free)):
     log(f"experiment 3: generating {name}")
     spoken[name] = speak(model, prompts, sampling, ctl)
     # Contexts longer than the trained length lose their oldest turns.

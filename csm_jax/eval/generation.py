@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from csm_jax.config import text_stream
 from csm_jax.data.examples.frames import ContextTrimmed
 from csm_jax.inference.generator import ContextTurn, Control, Sampling
 
@@ -29,10 +30,28 @@ class Spoken:
   styles: list | None = None  # style id each response took (prosody stream)
 
 
+def known_emotion(label: str | None) -> str | None:
+  """A corpus label as an emotion tag's name, None where no tag names it
+  (unlabelled, or a manifest's "other")."""
+  from csm_jax.data.phoneme_tokenizer import emotion_tags  # pylint: disable=g-import-not-at-top
+  return label if label and label in emotion_tags()[:-1] else None
+
+
 def context_turns(turns) -> list[ContextTurn]:
   return [ContextTurn(t.speaker, t.text, audio=t.audio,
-                      alignment=getattr(t, "alignment", None))
+                      alignment=getattr(t, "alignment", None),
+                      emotion=known_emotion(getattr(t, "emotion", None)))
           for t in turns]
+
+
+def labelled_controls(gen, prompts: Sequence) -> list | None:
+  """Each prompt's labelled emotion as its control, for a model that reads
+  the emotion tag (``model.emotion_tag``): it is told the emotion it is to
+  speak in, as it is told the speaker. None for other models."""
+  config = getattr(gen, "config", None)   # any generator-like
+  if config is None or not text_stream.emotion_tag(config.model):
+    return None
+  return [Control(emotion=known_emotion(p.target.emotion)) for p in prompts]
 
 
 def cap_seconds(truth_s: float, cap: float) -> float:
@@ -49,9 +68,13 @@ def speak_prompts(gen, prompts: Sequence, sampling: Sampling,
                   controls: Sequence | None = None) -> Spoken:
   """Generates each prompt once; returns the audio and how each stopped.
 
-  ``controls[i]`` is prompt i's prosody control (None: free); with the
-  prosody stream the style each response took is kept in ``styles``.
+  ``controls[i]`` is prompt i's prosody control (None: free; by default
+  the labelled emotion for a model with the emotion tag,
+  ``labelled_controls``); with the prosody stream the style each response
+  took is kept in ``styles``.
   """
+  if controls is None:
+    controls = labelled_controls(gen, prompts)
   sr = gen.codec.sample_rate
   audios, eos = [None] * len(prompts), [False] * len(prompts)
   styles = [None] * len(prompts)

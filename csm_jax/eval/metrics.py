@@ -40,6 +40,9 @@ METRICS = ("cer", "wer", "speaker_similarity", "emotion_agreement",
 IN_TIME = (0.7, 1.4)
 # Measured on generations only: other rows show "-" for these.
 MODEL_ONLY = ("end_of_speech_rate", "ended_in_time")
+# Said under the model row of a model with the emotion tag.
+EMOTION_GIVEN = ("The model is told each prompt's labelled emotion "
+                 "(model.emotion_tag), as it is told its speaker.")
 # Lower is better for these; the rest: higher, except duration_ratio (1).
 LOWER_IS_BETTER = ("cer", "wer")
 

@@ -14,6 +14,7 @@ import re
 import shutil
 
 from csm_jax.eval.listening.analysis import n_for_power
+from csm_jax.eval.metrics import EMOTION_GIVEN
 from csm_jax.eval.report import missed_lines
 from csm_jax.eval.stats import Estimate
 
@@ -90,7 +91,9 @@ def _budget_lines(budget: dict, sections: dict) -> list[str]:
 def _model_lines(d: dict) -> list[str]:
   out = ["## The model on held-out prompts", "",
          f"{d['held_out_prompts']} held-out prompts (each with its earlier "
-         "turns as context), bootstrap 95% intervals.", "",
+         "turns as context), bootstrap 95% intervals."
+         + (" " + EMOTION_GIVEN if d.get("extras", {}).get("emotion_given")
+            else ""), "",
          "| row | CER | WER | speaker similarity | end of speech | "
          "ended in time |", "|---|---|---|---|---|---|"]
   for name, r in d["rows"].items():

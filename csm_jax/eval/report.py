@@ -166,7 +166,10 @@ def write(result, out_dir: str, checkpoint: str, validity: dict) -> dict:
                    + " |")
   md = [f"# Evaluation: {result.suite} suite", "",
         f"Checkpoint: `{checkpoint}`; {len(result.prompts)} held-out "
-        "prompts; bootstrap 95% intervals in brackets.", "",
+        "prompts; bootstrap 95% intervals in brackets."
+        + (" " + metrics.EMOTION_GIVEN
+           if result.extras.get("emotion_given") else ""),
+        "",
         "## Instruments (validity on held-out ground truth)", "",
         *_validity_lines(validity), "", "## Results", "",
         *_table(result.summary, rows), "",

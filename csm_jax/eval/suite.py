@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from csm_jax.config import text_stream
 from csm_jax.config.errors import UserError
 from csm_jax.eval import mel_rvq
 from csm_jax.eval import metrics
@@ -174,6 +175,7 @@ def run(gen, instruments, suite: str = "quick", seed: int = 0,
                        sr, {}, timings, names, prosody=instruments.prosody)
   result.extras["missed_in_time"] = metrics.missed_in_time(
       rows["model"], prompts, names)
+  result.extras["emotion_given"] = text_stream.emotion_tag(gen.config.model)
   if compare_gen is not None:
     if compare_gen.codec.fingerprint() != gen.codec.fingerprint():
       raise EvaluationError("--compare: the other run speaks with another "
@@ -251,6 +253,8 @@ def headline(result: SuiteResult) -> str:
     timed = str(s["ended_in_time"]) if model and "ended_in_time" in s else "-"
     lines.append(f"{name:<14} {str(s['cer']):<24} "
                  f"{str(s['speaker_similarity']):<24} {eos:<24} {timed}")
+  if result.extras.get("emotion_given"):
+    lines.append(metrics.EMOTION_GIVEN)
   return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def _turn(gen, t, codes, trained: bool) -> Turn:
   if not text_stream.aligned(gen.config.model):
     return Turn(np.asarray(tok.encode_turn(t.speaker, t.text)), codes,
                 trained)
-  return Turn(np.asarray([tok.bos_id, tok.speaker_token_id(t.speaker)]),
+  return Turn(aligned.tag_rows(gen, t.speaker, t.emotion or None),
               codes, trained,
               stream=aligned.context_stream(tok, t, len(codes),
                                             gen.frame_seconds))

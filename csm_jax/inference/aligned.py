@@ -189,8 +189,15 @@ def context_stream(tokenizer, turn, n_frames: int, frame_seconds: float):
                           n_frames, frame_seconds)
 
 
+def tag_rows(gen, speaker: int, emotion: str | None = None) -> np.ndarray:
+  """A turn's tag rows: ``[bos] [speaker]`` and, with ``model.emotion_tag``,
+  its emotion's tag (None: unknown)."""
+  return np.asarray(gen.tokenizer.tag_rows(
+      speaker, emotion, text_stream.emotion_tag(gen.config.model)))
+
+
 def prompt_rows(gen, first_tokens, speaker: int, context,
-                reserve: int) -> dict:
+                reserve: int, emotion: str | None = None) -> dict:
   """Context turns on the aligned stream, the turn's tag rows, and its
   first stream row (its first token and the lookahead after it, no audio
   yet): ``first_tokens`` (1 + lookahead,)."""
@@ -202,11 +209,11 @@ def prompt_rows(gen, first_tokens, speaker: int, context,
     # With the prosody stream, the tokens of its audio (style unknown).
     prosody = (None if gen.bins is None
                else gen._context_prosody(t, codes))  # pylint: disable=protected-access
-    turns.append(Turn(np.asarray([tok.bos_id, tok.speaker_token_id(
-        t.speaker)]), codes, prosody=prosody,
+    turns.append(Turn(
+        tag_rows(gen, t.speaker, getattr(t, "emotion", None)), codes,
+        prosody=prosody,
         stream=context_stream(tok, t, len(codes), gen.frame_seconds)))
-  current = Turn(np.asarray([tok.bos_id, tok.speaker_token_id(speaker)]),
-                 None)
+  current = Turn(tag_rows(gen, speaker, emotion), None)
   kept = trim_context(turns, current, gen.max_len, reserve=reserve + 1,
                       lead=lead)
   rows = conversation_rows(kept + [current], gen.n, prosody=gen.layout,
@@ -246,10 +253,11 @@ def _token_array(reqs, width: int):
 
 
 def stream(gen, requests, s, styles=None, sketches=None, audio: bool = True,
-           stop_at=None, feeds=None):
+           stop_at=None, feeds=None, emotions=None):
   """Chunks for ``requests`` ((text, speaker, context), ...), as
   ``Generator.stream_batch`` yields them; ``feeds`` (one ``TextFeed`` per
-  request) replaces the texts when text streams in. With the prosody
+  request) replaces the texts when text streams in; ``emotions``: each
+  request's emotion (None: unknown) for a model with the emotion tag. With the prosody
   stream: each request's given style id (-1: the model's) and sketch,
   ``stop_at`` (end where the sketch ends), and ``audio`` False plans
   without decoding (``aligned_prosody``)."""
@@ -266,8 +274,10 @@ def stream(gen, requests, s, styles=None, sketches=None, audio: bool = True,
   for r in reqs:
     r.feed.pull(1 + ahead)
   reserve = gen.reserve_frames(s) + lead
-  prompts = [prompt_rows(gen, first_row(r.feed, ahead), spk, ctx, reserve)
-             for r, (_, spk, ctx, *_) in zip(reqs, requests)]
+  emotions = emotions or [None] * len(reqs)
+  prompts = [prompt_rows(gen, first_row(r.feed, ahead), spk, ctx, reserve,
+                         emo)
+             for r, (_, spk, ctx, *_), emo in zip(reqs, requests, emotions)]
   # With the dual memory, each request's memory (given, or written from
   # its context turns) is the prompt's prefix, as on the prefix stream.
   batch = gen._batch(prompts, reserve)  # pylint: disable=protected-access

@@ -28,6 +28,7 @@ import sys
 import numpy as np
 
 from csm_jax.audio.io import AudioError, load_audio, write_wav
+from csm_jax.config import text_stream
 from csm_jax.config.errors import UserError
 from csm_jax.data import features
 from csm_jax.data import prosody_tokens
@@ -71,6 +72,8 @@ def _check_turns(turns, where: str) -> list[dict]:
     _speaker(t["speaker"], f"{where}: turn {i}")
     if t.get("audio") is not None and not isinstance(t["audio"], str):
       raise RequestError(f"{where}: turn {i}: 'audio' must be a wav path")
+    if t.get("emotion") is not None and not isinstance(t["emotion"], str):
+      raise RequestError(f"{where}: turn {i}: 'emotion' must be a name")
   return turns
 
 
@@ -152,7 +155,8 @@ def parse_turns(turns, sample_rate: int, base: str, where: str) -> list:
       p = t["audio"] if os.path.isabs(t["audio"]) else os.path.join(base, t["audio"])
       audio = load_audio(p, sample_rate)
     out.append(ContextTurn(_speaker(t["speaker"], f"{where}: turn {i}"),
-                           str(t["text"]), audio=audio))
+                           str(t["text"]), audio=audio,
+                           emotion=t.get("emotion") or None))
   return out
 
 
@@ -228,6 +232,12 @@ def control_for(gen: Generator, flags: ProsodyFlags, speaker: int,
   """
   if not flags.any():
     return None
+  if gen.bins is None and flags.emotion is not None and not (
+      flags.style is not None or flags.sketch is not None
+      or flags.ref_audio is not None or flags.pace != 1.0) and \
+      text_stream.emotion_tag(gen.config.model):
+    gen.tokenizer.emotion_token_id(flags.emotion)   # unknown names fail here
+    return Control(flags.emotion)
   if gen.bins is None:
     raise ProsodyError(
         "--emotion, --style, --prosody, --prosody_from and --pace need a "

@@ -147,6 +147,8 @@ class ContextTurn:
   # (phoneme symbols, start seconds) eSpeak spoke, for a model on the
   # aligned text stream (else its tokens are spread evenly over the turn).
   alignment: tuple | None = None
+  # Its emotion, for a model with the emotion tag (None: unknown).
+  emotion: str | None = None
 
 
 class Generator:
@@ -287,7 +289,8 @@ class Generator:
     """A context turn as the memory writes it (codes encoded if needed)."""
     return memory_turn(self.config, self.tokenizer, turn.speaker, turn.text,
                        self._encode(turn), turn.audio,
-                       self.codec.sample_rate if self.codec else 0)
+                       self.codec.sample_rate if self.codec else 0,
+                       getattr(turn, "emotion", None))
 
   def _memory_prefix(self, requests):
     """The prefix vectors of each request's memory (None without memory):
@@ -372,13 +375,20 @@ class Generator:
       controls = [Control(s.emotion, s.intensity, s.style, s.prosody)] * n
     if len(controls) != n:
       raise ValueError(f"{len(controls)} controls for {n} requests")
-    if self.bins is None and (s.controls_prosody() or any(
-        c.emotion is not None or c.style is not None or c.sketch is not None
-        for c in controls)):
+    tagged = text_stream.emotion_tag(self.config.model)
+    if self.bins is None and (
+        s.style is not None or s.prosody is not None or s.pace != 1.0
+        or (not tagged and s.emotion is not None) or any(
+            c.style is not None or c.sketch is not None
+            or (not tagged and c.emotion is not None) for c in controls)):
       raise ProsodyError(
-          "emotion, style, prosody sketches and pace need a model trained "
-          "with the prosody stream (config.model.prosody.enabled); this one "
-          "has none")
+          "style, prosody sketches and pace need a model trained with the "
+          "prosody stream (config.model.prosody.enabled), and an emotion "
+          "needs that or the emotion tag (model.emotion_tag); this model "
+          "has neither")
+    if tagged:
+      for c in controls:   # an unknown name fails here, in one line
+        self.tokenizer.emotion_token_id(c.emotion)
     check_pace(s.pace)
     return list(controls)
 
@@ -411,7 +421,8 @@ class Generator:
     controls = self._controls(len(requests), s, controls)
     run = self._stream
     if text_stream.aligned(self.config.model):
-      run = functools.partial(aligned.stream, self, feeds=feeds)
+      run = functools.partial(aligned.stream, self, feeds=feeds,
+                              emotions=[c.emotion for c in controls])
     if self.bins is None:
       yield from run(requests, s, None, None)
       return

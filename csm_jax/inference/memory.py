@@ -46,7 +46,8 @@ class MemoryTurn:
 
 
 def memory_turn(config, tokenizer, speaker: int, text: str, codes,
-                audio=None, sample_rate: int = 0) -> MemoryTurn:
+                audio=None, sample_rate: int = 0,
+                emotion: str | None = None) -> MemoryTurn:
   """A turn as the memory of ``config``'s model writes it: its tokenized
   text (tag rows and tokens apart on the aligned text stream, as training
   holds them) and ``codes`` (F, N), none for a turn known by its words."""
@@ -54,7 +55,8 @@ def memory_turn(config, tokenizer, speaker: int, text: str, codes,
   if not text_stream.aligned(config.model):
     return MemoryTurn(np.asarray(tokenizer.encode_turn(speaker, text)),
                       codes, audio, sample_rate, text)
-  tags = np.asarray([tokenizer.bos_id, tokenizer.speaker_token_id(speaker)])
+  tags = np.asarray(tokenizer.tag_rows(speaker, emotion,
+                                      text_stream.emotion_tag(config.model)))
   return MemoryTurn(tags, codes, audio, sample_rate, text,
                     tokens=np.asarray(tokenizer.encode(text), np.int32))
 

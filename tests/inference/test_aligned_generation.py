@@ -170,3 +170,40 @@ def test_fewer_levels_generate_only_those_codebooks():
   s = Sampling(max_seconds=1.0, frames_per_call=4, seed=2, n_levels=2)
   res = gen.generate(TEXT, 1, (), s)
   assert len(res["codes"]) > 0 and res["codes"].shape[1] == 2
+
+
+def test_the_emotion_tag_reaches_the_prompt_and_changes_what_is_said():
+  """A model with ``model.emotion_tag``: the request's emotion (a
+  ``Control``, ``Sampling.emotion`` or ``--emotion``) is its turn's third
+  tag row, context turns carry theirs, and an unknown name is one line."""
+  from csm_jax.data.prosody_tokens import ProsodyError
+  from csm_jax.data.tokenizer import TokenizerError
+  from csm_jax.inference.generator import Control
+  c = tiny_config(model__text_vocab=512, model__text_stream="aligned",
+                  data__seq_len=128, model__emotion_tag=True)
+  model = CSM(c.model, nnx.Rngs(params=0))
+  graphdef, params = nnx.split(model)
+  gen = Generator(c, graphdef, params, TOK, None)
+  ctx = [ContextTurn(0, "Hi there.", codes=np.ones((5, gen.n), np.int32),
+                     emotion="calm")]
+  rows = aligned.prompt_rows(gen, np.asarray([50, 51, 52]), 1, ctx, 32,
+                             emotion="sad")
+  text = list(rows["text_tokens"][:, 0])
+  calm, sad = TOK.emotion_token_id("calm"), TOK.emotion_token_id("sad")
+  assert text[:3] == [TOK.bos_id, TOK.speaker_token_id(0), calm]
+  assert text[-4:-1] == [TOK.bos_id, TOK.speaker_token_id(1), sad]
+
+  def said(emotion):
+    s = Sampling(max_seconds=0.5, seed=1, emotion=emotion)
+    return np.concatenate([ch.codes for ch in gen.stream(TEXT, 1, (), s)])
+
+  # The tag is read: the same seed says other codes under another emotion.
+  assert not np.array_equal(said("sad"), said("anxious"))
+  np.testing.assert_array_equal(said(None), said(None))
+  with pytest.raises(TokenizerError, match="unknown emotion 'glum'"):
+    said("glum")
+  # Without the tag (and without the prosody stream) an emotion is refused.
+  plain, _ = _generator()
+  with pytest.raises(ProsodyError, match="emotion tag"):
+    list(plain.stream(TEXT, 1, (), Sampling(max_seconds=0.5),
+                      Control(emotion="sad")))

@@ -128,8 +128,11 @@ def test_unknown_emotion_lists_the_known_ones(bins):
 
 
 def _gen(bins, max_len=48):
+  import ml_collections
   return SimpleNamespace(bins=bins, frame_seconds=0.04, max_len=max_len,
                          cache_len=max_len,
+                         config=ml_collections.ConfigDict(
+                             {"model": {"text_stream": "prefix"}}),
                          tokenizer=H.CharTokenizer(),
                          codec=SimpleNamespace(frame_rate=H.FRAME_RATE,
                                                sample_rate=H.SR))

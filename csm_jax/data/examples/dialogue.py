@@ -13,7 +13,9 @@ packing never cuts a target's frames or its end-of-speech frame.
 On the aligned text stream (``text_stream.Aligner``) each turn's tokens
 come from its text and their timings from the corpus's phoneme events
 (``data.text_alignment``); a turn whose tokens cannot be laid on its
-frames is left out (and counted).
+frames is left out (and counted). With ``model.emotion_tag`` each turn's
+tag rows end with its emotion's tag, "unknown" for a fixed
+``emotion_tag_dropout`` share of turns (drawn once from the seed).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from csm_jax.config import text_stream
 from csm_jax.data.cache_keys import corpus_fingerprint, fingerprint
 from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
                                          conversation_rows, pack)
-from csm_jax.data.prosody_cache import prosody_turns
+from csm_jax.data.prosody_cache import label_names, prosody_turns
 from csm_jax.data.text_alignment import Aligner
 
 
@@ -75,6 +77,23 @@ class TokenCache:
     return cls(codes)
 
 
+def record_emotion(rec, names: Sequence[str] | None) -> str | None:
+  """A record's emotion name, or None (unknown): its ``emotion`` field is a
+  class index into ``names`` (the corpus's label names) or a name; labels
+  outside the tokenizer's emotion tags read as unknown."""
+  from csm_jax.data.phoneme_tokenizer import emotion_tags  # pylint: disable=g-import-not-at-top
+  if "emotion" not in rec:
+    return None
+  v = rec["emotion"]
+  if isinstance(v, (bytes, str)):
+    name = v.decode("utf-8") if isinstance(v, bytes) else v
+  elif names is not None and 0 <= int(v) < len(names):
+    name = names[int(v)]
+  else:
+    return None
+  return name if name in emotion_tags()[:-1] else None
+
+
 class DialogueExamples:
   """Random-access source of packed CSM rows (a grain MapDataset source)."""
 
@@ -82,7 +101,9 @@ class DialogueExamples:
                positions: dict[str, list[int]] | None, encode_turn,
                n_codebooks: int,
                seq_len: int, context_turns: int = 5, loss_on: str = "target",
-               seed: int = 0, prosody=None, aligner=None):
+               seed: int = 0, prosody=None, aligner=None,
+               emotion_names: Sequence[str] | None = None,
+               emotion_dropout: float = 0.0):
     # ``prosody``: a ``prosody_cache.ProsodyTurns`` of the same records when
     # the prosody stream is on (rows then carry the prosody column).
     self.prosody = prosody
@@ -97,11 +118,18 @@ class DialogueExamples:
     # not given.
     self.meta, turns = [], {}
     self.aligner, self.streams = aligner, []
+    tagged = bool(getattr(aligner, "emotion_tag", False))
+    dropped = np.random.default_rng([seed, 17]).random(len(records)) < \
+        emotion_dropout
+    emotions = []
     for i in range(len(records)):
       rec = records[i]
       text = rec["text"]
       text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
       self.meta.append((text, int(rec["speaker_id"])))
+      if tagged:
+        emotions.append(None if dropped[i] else
+                        record_emotion(rec, emotion_names))
       if aligner is not None:
         self.streams.append(aligner.stream(rec, text, len(codes.codes[i])))
       if positions is None:
@@ -115,8 +143,9 @@ class DialogueExamples:
       self.ids = [np.asarray(encode_turn(speaker, text), np.int32)
                   for text, speaker in self.meta]
     else:  # the tag rows; the tokens ride on the frames
-      self.ids = [np.asarray(aligner.tag_rows(speaker), np.int32)
-                  for _, speaker in self.meta]
+      self.ids = [np.asarray(aligner.tag_rows(
+          speaker, *(emotions[i:i + 1] if tagged else ())), np.int32)
+          for i, (_, speaker) in enumerate(self.meta)]
       usable = [s is not None for s in self.streams]
       self.unaligned = len(usable) - sum(usable)
       positions = {c: [p for p in pos if usable[p]]
@@ -219,8 +248,12 @@ def dialogue_source(config, split: str, codec, tokenizer) -> DialogueExamples:
   if text_stream.aligned(config.model):
     aligner = Aligner(tokenizer, text_stream.lead(config.model),
                       1.0 / codec.frame_rate, dataset_dir,
-                      text_stream.lookahead(config.model))
-  return DialogueExamples(src, cache, None, tokenizer.encode_turn,
-                          config.model.n_codebooks, d.seq_len,
-                          d.context_turns, d.loss_on, d.seed, prosody=turns,
-                          aligner=aligner)
+                      text_stream.lookahead(config.model),
+                      text_stream.emotion_tag(config.model))
+  tagged = text_stream.emotion_tag(config.model)
+  return DialogueExamples(
+      src, cache, None, tokenizer.encode_turn, config.model.n_codebooks,
+      d.seq_len, d.context_turns, d.loss_on, d.seed, prosody=turns,
+      aligner=aligner,
+      emotion_names=label_names(dataset_dir) if tagged else None,
+      emotion_dropout=(config.model.emotion_tag_dropout if tagged else 0.0))
