@@ -133,6 +133,10 @@ def make_config(size: str = "debug", task: str = "csm") -> ml_collections.Config
   d.tokenizer_type = "unigram"
   d.context_turns = 5
   d.loss_on = "target"  # or "all_audio"
+  # Short turns first: the first ``curriculum_steps`` steps draw only
+  # targets of at most ``curriculum_max_seconds`` (dialogues; 0: off).
+  d.curriculum_steps = 0
+  d.curriculum_max_seconds = 3.0
   d.seq_len = row["seq_len"]
   d.batch_size = row["batch_size"]  # global, across all processes
   d.seed = 0
@@ -304,6 +308,15 @@ def validate(c, n_devices: int | None = None, n_processes: int = 1) -> None:
            f"unknown source {c.data.source!r}; known: {DATA_SOURCES}")
     _check(c.data.loss_on in ("target", "all_audio"), "data.loss_on",
            f"must be 'target' or 'all_audio', got {c.data.loss_on!r}")
+    _check(c.data.get("curriculum_steps", 0) >= 0, "data.curriculum_steps",
+           f"must be >= 0 (0: off), got {c.data.get('curriculum_steps')}")
+    _check(c.data.get("curriculum_max_seconds", 3.0) > 0,
+           "data.curriculum_max_seconds",
+           f"must be positive, got {c.data.get('curriculum_max_seconds')}")
+    _check(not c.data.get("curriculum_steps", 0) or (
+        c.data.source == "dialogues" and not memory_lib.enabled(m)),
+           "data.curriculum_steps", "the curriculum orders dialogue turns by "
+           "length; it needs data.source='dialogues' and the memory off")
     _check(c.data.context_turns >= 0, "data.context_turns", "must be >= 0")
     _check(c.data.tokenizer_type in TOKENIZER_TYPES, "data.tokenizer_type",
            f"{c.data.tokenizer_type!r} not in {TOKENIZER_TYPES}")

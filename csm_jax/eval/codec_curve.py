@@ -103,12 +103,15 @@ def _label(workdir: str, codec: CodecHandle) -> str:
 
 def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
                 n_prompts: int = 12, seed: int = 0, log=None,
-                compare: Sequence[str] = (), floor: bool = True) -> dict:
+                compare: Sequence[str] = (), floor: bool = True,
+                instrument_overrides: dict | None = None) -> dict:
+  """Scores every checkpoint (module docstring); ``instrument_overrides``
+  as ``ensure_instruments`` takes them."""
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   workdir = codec_workdir(run, codec_run)
   others = [codec_workdir(w, w) for w in compare]
   config = load_run_config(run)
-  instruments = ensure_instruments(config)
+  instruments = ensure_instruments(config, overrides=instrument_overrides)
   # The rate from the codec run's config: its checkpoints are restored
   # once each, by _curve.
   rate = int(load_run_config(workdir)["codec"]["sample_rate"])

@@ -98,3 +98,58 @@ def test_packing_never_cuts_a_target_or_its_end_frame(tmp_path):
   # The plan's row counts are the examples' real lengths.
   for target in ds.targets:
     assert ds.rows(target) == len(ds.example(target)["positions"])
+
+
+def test_the_curriculum_reads_short_targets_first_then_everything(tmp_path):
+  """``data.curriculum_steps``: the first batches hold only targets of at
+  most the curriculum's frames, then the whole stream follows; a restored
+  iterator continues where it was, in either part."""
+  from csm_jax.data.examples import loader
+  recs = _records()
+  codes = TokenCache([_encode(r["audio"]) for r in recs])
+  ds = DialogueExamples(recs, codes, _positions(recs), _tok, 4, 48,
+                        context_turns=1)
+  short = ds.shorter(4)   # targets of 300-400 samples: 3-4 frames
+  assert short.plan and all(len(codes.codes[p]) <= 4
+                            for pack in short.plan for p, _ in pack)
+  assert sum(map(len, short.plan)) < sum(map(len, ds.plan))
+  with pytest.raises(ValueError, match="curriculum_max_seconds"):
+    ds.shorter(2)
+
+  def target_frames(batch):
+    # Loss rows per packed example: its target's frames and end frame.
+    return np.asarray([loss[seg == k].sum()
+                       for seg, loss in zip(batch["segment_ids"],
+                                            batch["loss_mask"])
+                       for k in np.unique(seg[seg > 0])])
+
+  first = loader.train_dataset(ds, 2, seed=3, first=(short, 3))
+  it = iter(first)
+  head = [next(it) for _ in range(3)]
+  rest = [next(it) for _ in range(12)]
+  for b in head:   # short targets only: at most 4 frames and the end
+    assert target_frames(b).max() <= 5
+  assert max(target_frames(b).max() for b in rest) > \
+      max(target_frames(b).max() for b in head)
+  # Restoring the iterator's state continues the same stream.
+  again = iter(loader.train_dataset(ds, 2, seed=3, first=(short, 3)))
+  for _ in range(2):
+    next(again)
+  state = again.get_state()
+  resumed = iter(loader.train_dataset(ds, 2, seed=3, first=(short, 3)))
+  resumed.set_state(state)
+  for want in head[2:] + rest[:3]:
+    got = next(resumed)
+    np.testing.assert_array_equal(got["audio_tokens"], want["audio_tokens"])
+
+
+def test_the_curriculum_is_refused_where_it_cannot_order_turns():
+  from configs import debug  # pylint: disable=import-outside-toplevel
+  from csm_jax.config import schema
+  schema.validate(debug.get_config("data.curriculum_steps=500"))
+  for bad, field in (("model.memory.enabled=True", "data.curriculum_steps"),
+                     ("data.curriculum_max_seconds=0.0",
+                      "data.curriculum_max_seconds")):
+    c = debug.get_config("data.curriculum_steps=500," + bad)
+    with pytest.raises(schema.ConfigError, match=field):
+      schema.validate(c)

@@ -205,3 +205,24 @@ def test_levels_suite_names_a_level_count_the_model_lacks(run, tmp_path):
     check_levels([1, 9], 8)
   with pytest.raises(EvaluationError, match="--levels: 0"):
     check_levels([0], 8)
+
+
+def test_codec_curve_pairs_the_last_checkpoint_with_the_floor(run, tmp_path):
+  """Every kept codec checkpoint scored, the floor beside them, and the last
+  checkpoint minus the floor paired on the same prompts: its point value
+  is the difference of the two rows' CERs (each a ratio of sums)."""
+  from csm_jax.eval.codec_curve import codec_curve
+  _, wd, _ = run
+  out = str(tmp_path / "codec")
+  data = codec_curve(wd, out, n_prompts=3, log=lambda _: None,
+                     instrument_overrides=small_instruments())
+  steps = [p["step"] for p in data["points"]]
+  assert steps == sorted(steps) and steps[-1] == 6
+  (floor,) = data["references"].values()
+  paired = data["codec_minus_floor"]
+  assert paired["step"] == steps[-1]
+  assert paired["cer"]["value"] == pytest.approx(
+      data["points"][-1]["cer"]["value"] - floor["cer"]["value"], abs=1e-9)
+  assert paired["cer"]["low"] <= paired["cer"]["value"] <= \
+      paired["cer"]["high"]
+  assert os.path.getsize(os.path.join(out, "codec_curve.png")) > 0

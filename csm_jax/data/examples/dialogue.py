@@ -20,6 +20,7 @@ tag rows end with its emotion's tag, "unknown" for a fixed
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 from typing import Callable, Sequence
@@ -158,6 +159,7 @@ class DialogueExamples:
       pos = positions[conv]
       for i, p in enumerate(pos):
         self.targets.append((p, pos[max(0, i - context_turns):i]))
+    self.seed = seed
     order = np.random.default_rng(seed).permutation(len(self.targets))
     self.plan = self._pack_plan([self.targets[i] for i in order])
 
@@ -204,6 +206,20 @@ class DialogueExamples:
     pos, _ = target
     return min(self.seq_len, self._turn_rows(pos) + sum(
         self._turn_rows(p) for p in self._kept_context(target)))
+
+  def shorter(self, max_frames: int) -> "DialogueExamples":
+    """The same examples restricted to targets of at most ``max_frames``
+    frames, packed anew in the same order (the curriculum's first steps,
+    ``data.curriculum_steps``)."""
+    order = np.random.default_rng(self.seed).permutation(len(self.targets))
+    keep = [self.targets[i] for i in order
+            if len(self.codes.codes[self.targets[i][0]]) <= max_frames]
+    if not keep:
+      raise ValueError(f"no turn lasts at most {max_frames} frames; raise "
+                       "data.curriculum_max_seconds")
+    view = copy.copy(self)
+    view.plan = self._pack_plan(keep)
+    return view
 
   def _pack_plan(self, targets) -> list[list]:
     """Greedy packing by exact row counts."""

@@ -34,12 +34,27 @@ def _stack(items):
   return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
-def train_dataset(source, local_batch_size: int, seed: int, config=None):
-  """Infinite, shuffled, sharded-by-process, batched IterDataset, read as
-  ``read_options(config)`` says."""
+def _shuffled(source, seed: int, epochs=None):
   ds = grain.MapDataset.source(source)
   ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.shuffle(seed=seed).repeat(None)
+  return ds.shuffle(seed=seed).repeat(epochs)
+
+
+def train_dataset(source, local_batch_size: int, seed: int, config=None,
+                  first=None):
+  """Infinite, shuffled, sharded-by-process, batched IterDataset, read as
+  ``read_options(config)`` says. ``first``: (another source, n batches)
+  read before ``source`` (a curriculum), shuffled the same way; the
+  iterator's state is still one index."""
+  if first is None:
+    ds = _shuffled(source, seed)
+  else:
+    head, n = first
+    # grain concatenates finite datasets only: the rest repeats for as
+    # many epochs as an index can count.
+    ds = grain.MapDataset.concatenate([
+        _shuffled(head, seed)[:n * local_batch_size],
+        _shuffled(source, seed, epochs=2 ** 40 // max(len(source), 1))])
   ds = ds.batch(local_batch_size, drop_remainder=True, batch_fn=_stack)
   return ds.to_iter_dataset(read_options(config))
 

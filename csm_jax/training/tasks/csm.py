@@ -105,8 +105,16 @@ class CSMTask(Task):
     return self._sources[split]
 
   def train_dataset(self, batch_size, seed):
-    return loader.train_dataset(self._source("train"), batch_size, seed,
-                                self.config)
+    source = self._source("train")
+    d = self.config.data
+    first = None
+    if d.get("curriculum_steps", 0) and d.source == "dialogues":
+      # Short turns first (data.curriculum_steps); a resumed run's iterator
+      # restores its place in the same stream.
+      frames = int(d.curriculum_max_seconds * self.codec.frame_rate)
+      first = (source.shorter(frames), d.curriculum_steps)
+    return loader.train_dataset(source, batch_size, seed, self.config,
+                                first=first)
 
   def eval_dataset(self, batch_size):
     return loader.eval_dataset(self._source("eval"), batch_size)
