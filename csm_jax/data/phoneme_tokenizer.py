@@ -60,6 +60,12 @@ def emotion_tags() -> tuple[str, ...]:
 UNKNOWN_EMOTION = "unknown"
 
 
+def known_emotion(label: str | None) -> str | None:
+  """A corpus label as an emotion tag's name, None where no tag names it
+  (unlabelled, or a manifest's "other")."""
+  return label if label and label in emotion_tags()[:-1] else None
+
+
 @functools.lru_cache(maxsize=65536)
 def _word_phonemes(word: str, voice: str) -> tuple[str, ...]:
   from csm_jax.data.synthetic import espeak  # pylint: disable=g-import-not-at-top

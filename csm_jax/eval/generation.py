@@ -18,6 +18,7 @@ import numpy as np
 
 from csm_jax.config import text_stream
 from csm_jax.data.examples.frames import ContextTrimmed
+from csm_jax.data.phoneme_tokenizer import known_emotion
 from csm_jax.inference.generator import ContextTurn, Control, Sampling
 
 
@@ -28,13 +29,6 @@ class Spoken:
   seconds: float = 0.0  # wall time of the generation
   trimmed: int = 0      # prompts whose context was cut to fit the model
   styles: list | None = None  # style id each response took (prosody stream)
-
-
-def known_emotion(label: str | None) -> str | None:
-  """A corpus label as an emotion tag's name, None where no tag names it
-  (unlabelled, or a manifest's "other")."""
-  from csm_jax.data.phoneme_tokenizer import emotion_tags  # pylint: disable=g-import-not-at-top
-  return label if label and label in emotion_tags()[:-1] else None
 
 
 def context_turns(turns) -> list[ContextTurn]:

@@ -33,6 +33,7 @@ from csm_jax.config import text_stream
 from csm_jax.data.cache_keys import corpus_fingerprint, fingerprint
 from csm_jax.data.examples.frames import (ProsodyLayout, Turn,
                                          conversation_rows, pack)
+from csm_jax.data.phoneme_tokenizer import known_emotion
 from csm_jax.data.prosody_cache import label_names, prosody_turns
 from csm_jax.data.text_alignment import Aligner
 
@@ -82,7 +83,6 @@ def record_emotion(rec, names: Sequence[str] | None) -> str | None:
   """A record's emotion name, or None (unknown): its ``emotion`` field is a
   class index into ``names`` (the corpus's label names) or a name; labels
   outside the tokenizer's emotion tags read as unknown."""
-  from csm_jax.data.phoneme_tokenizer import emotion_tags  # pylint: disable=g-import-not-at-top
   if "emotion" not in rec:
     return None
   v = rec["emotion"]
@@ -92,7 +92,7 @@ def record_emotion(rec, names: Sequence[str] | None) -> str | None:
     name = names[int(v)]
   else:
     return None
-  return name if name in emotion_tags()[:-1] else None
+  return known_emotion(name)
 
 
 class DialogueExamples:
@@ -159,9 +159,8 @@ class DialogueExamples:
       pos = positions[conv]
       for i, p in enumerate(pos):
         self.targets.append((p, pos[max(0, i - context_turns):i]))
-    self.seed = seed
-    order = np.random.default_rng(seed).permutation(len(self.targets))
-    self.plan = self._pack_plan([self.targets[i] for i in order])
+    self.order = np.random.default_rng(seed).permutation(len(self.targets))
+    self.plan = self._pack_plan([self.targets[i] for i in self.order])
 
   def _turn(self, pos: int, trained: bool, target: bool = False) -> Turn:
     codes = self.codes.codes[pos][:, :self.n].astype(np.int32)
@@ -211,8 +210,7 @@ class DialogueExamples:
     """The same examples restricted to targets of at most ``max_frames``
     frames, packed anew in the same order (the curriculum's first steps,
     ``data.curriculum_steps``)."""
-    order = np.random.default_rng(self.seed).permutation(len(self.targets))
-    keep = [self.targets[i] for i in order
+    keep = [self.targets[i] for i in self.order
             if len(self.codes.codes[self.targets[i][0]]) <= max_frames]
     if not keep:
       raise ValueError(f"no turn lasts at most {max_frames} frames; raise "
