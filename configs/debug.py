@@ -23,7 +23,7 @@ def get_config(arg=None):
       data__seq_len=512, data__batch_size=4,
       # The spectral codec's recipe (configs/codec_debug.py): CPU minutes
       # of codec training on first run.
-      data__codec_steps=1200,
+      data__codec_steps=3600,
       # A model that says its text (docs/text_stream.md): eSpeak's phonemes
       # laid on the frames they are spoken in, the text two rows ahead of
       # the audio, each row also showing the two tokens after its own;

@@ -30,6 +30,9 @@ class CausalConv1d(nnx.Module):
   K - s, so T inputs (T a multiple of s) give exactly T/s outputs, and the
   streaming state is the last K - s inputs.
 
+  ``groups`` splits the channels into that many independent convolutions
+  (``groups == in_ch``: depthwise, one kernel per channel).
+
   ``pad_mode="replicate"`` fills the left pad with copies of the first input
   instead of zeros (as Mimi's latent downsample does); the state then also
   carries a per-example "nothing seen yet" flag, so the first chunk of a
@@ -38,15 +41,21 @@ class CausalConv1d(nnx.Module):
 
   def __init__(self, in_ch: int, out_ch: int, kernel: int, *, stride: int = 1,
                dilation: int = 1, rngs: nnx.Rngs, dtype=jnp.float32,
-               param_dtype=jnp.float32, pad_mode: str = "zeros"):
+               param_dtype=jnp.float32, pad_mode: str = "zeros",
+               groups: int = 1):
     span = (kernel - 1) * dilation + 1
     if span < stride:
       raise ValueError(f"kernel span {span} is shorter than stride {stride}; "
                        "such a conv skips inputs and cannot stream")
     if pad_mode not in PAD_MODES:
       raise ValueError(f"pad_mode {pad_mode!r} not in {PAD_MODES}")
-    self.kernel = nnx.Param(_init(rngs, (kernel, in_ch, out_ch), param_dtype),
-                            logical_axes=("kernel", "conv_in", "conv_out"))
+    if in_ch % groups or out_ch % groups:
+      raise ValueError(f"{groups} groups do not divide {in_ch} -> {out_ch} "
+                       "channels")
+    self.kernel = nnx.Param(
+        _init(rngs, (kernel, in_ch // groups, out_ch), param_dtype),
+        logical_axes=("kernel", "conv_in", "conv_out"))
+    self.groups = groups
     self.bias = nnx.Param(jnp.zeros((out_ch,), param_dtype),
                           logical_axes=("conv_out",))
     self.stride = stride
@@ -79,7 +88,8 @@ class CausalConv1d(nnx.Module):
     xp = jnp.concatenate([prev, x], axis=1)
     y = jax.lax.conv_general_dilated(
         xp, self.kernel[...].astype(self.dtype), (self.stride,), "VALID",
-        rhs_dilation=(self.dilation,), dimension_numbers=_DN)
+        rhs_dilation=(self.dilation,), dimension_numbers=_DN,
+        feature_group_count=self.groups)
     y = y + self.bias[...].astype(self.dtype)
     tail = xp[:, xp.shape[1] - self.pad:]
     if replicate:

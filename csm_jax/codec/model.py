@@ -82,6 +82,7 @@ class Codec(nnx.Module):
     self.levels = c.rvq.levels
     self.codebook_size = c.rvq.codebook_size
     self.quantizer_dropout = c.rvq.quantizer_dropout
+    self.quantize_rate = float(c.rvq.get("quantize_rate", 1.0))
 
   # -- streaming chains --------------------------------------------------------
   def _enc_chain(self):
@@ -163,14 +164,20 @@ class Codec(nnx.Module):
     audio = self.pad(audio)
     b = audio.shape[0]
     z, _ = self.encode_latent_step(audio, self.init_encoder_state(b))
+    bypass = None
     if train:
       if rng is None:
         raise ValueError("training pass needs an rng")
-      k_drop, k_q = jax.random.split(rng)
+      k_drop, k_q, k_pass = jax.random.split(rng, 3)
       mask = self.level_mask(k_drop, b)
+      if self.quantize_rate < 1.0:
+        # Mimi's quantization rate: the rest of the examples train the
+        # encoder and decoder through the unquantized latent.
+        bypass = jax.random.bernoulli(k_pass, 1.0 - self.quantize_rate, (b,))
     else:
       k_q, mask = None, None
-    zq, codes, aux = self.quantizer(z, mask, rng=k_q, update=train)
+    zq, codes, aux = self.quantizer(z, mask, rng=k_q, update=train,
+                                    bypass=bypass)
     recon, _ = self.decode_latent_step(zq, self.init_decoder_state(b))
     out = {"audio": recon, "codes": codes, "commitment": aux["commitment"],
            "usage": aux["usage"], "perplexity": aux["perplexity"],

@@ -146,9 +146,12 @@ class ResidualVQ(nnx.Module):
     return tuple(jnp.where(keep, old, new)
                  for old, new in ((cb, cb2), (cs, cs2), (es, es2)))
 
-  def __call__(self, x, level_mask=None, *, rng=None, update: bool = False):
+  def __call__(self, x, level_mask=None, *, rng=None, update: bool = False,
+               bypass=None):
     """Quantizes x (B, F, dim) with all levels, level_mask (B, levels) in
-    {0, 1} switching levels off per example (quantizer dropout).
+    {0, 1} switching levels off per example (quantizer dropout); examples
+    whose ``bypass`` (B,) is 1 pass their projected latent on unquantized
+    (codes, losses and codebook updates are computed for them as for any).
 
     Returns (quantized (B, F, dim) with straight-through gradient,
     codes (B, F, levels) int32, aux dict: commitment loss, per-level usage and
@@ -212,7 +215,10 @@ class ResidualVQ(nnx.Module):
       self.initialized = self.initialized.replace(
           initialized if gathered else jnp.ones((), jnp.bool_))
     total = qs.sum(0)
-    z_q = flat + sg(total - flat)  # straight-through estimator
+    step = sg(total - flat)
+    if bypass is not None:
+      step = step * (1.0 - jnp.repeat(bypass.astype(jnp.float32), f)[:, None])
+    z_q = flat + step  # straight-through estimator
     out = self.out_proj(z_q.reshape(b, f, -1))
     codes = codes.T.reshape(b, f, self.levels)
     # The first level's code vector, straight-through to the encoder: what
@@ -256,18 +262,19 @@ class SplitQuantizer(nnx.Module):
                      else None)
     self.acoustic = ResidualVQ(dim, self.levels - self.n_semantic, c.rvq, **kw)
 
-  def __call__(self, x, level_mask=None, *, rng=None, update=False):
+  def __call__(self, x, level_mask=None, *, rng=None, update=False,
+               bypass=None):
     """Like ResidualVQ.__call__; aux also has "semantic" (level-0 output);
     "first_level" is the semantic level's code vector when there is one."""
     if level_mask is None:
       level_mask = jnp.ones((x.shape[0], self.levels), jnp.float32)
     rngs = jax.random.split(rng, 2) if rng is not None else (None, None)
     out, codes, aux = self.acoustic(x, level_mask[:, self.n_semantic:],
-                                    rng=rngs[1], update=update)
+                                    rng=rngs[1], update=update, bypass=bypass)
     if self.semantic is None:
       return out, codes, {**aux, "semantic": None}
     s_out, s_codes, s_aux = self.semantic(x, level_mask[:, :1], rng=rngs[0],
-                                          update=update)
+                                          update=update, bypass=bypass)
     merged = {k: jnp.concatenate([s_aux[k], aux[k]]) for k in aux
               if k != "first_level"}
     merged["first_level"] = s_aux["first_level"]

@@ -21,6 +21,7 @@ from flax import nnx
 from csm_jax.codec import spectral
 from csm_jax.codec.conv import CausalConv1d, CausalConvTranspose1d, Linear
 from csm_jax.codec.seanet import ResidualUnit
+from csm_jax.codec.transformer import LayerNorm
 
 # Log-mel of eSpeak-level speech spans about [-11.5, 3]; centring it keeps
 # the first conv's pre-activations near unit scale at initialization.
@@ -30,7 +31,41 @@ _MEL_SHIFT, _MEL_SCALE = 4.0, 0.25
 _MAX_MAGNITUDE = 100.0
 
 
+# Vocos's ConvNeXt block: a 7-tap depthwise conv, and an MLP 3x as wide.
+_CONVNEXT_KERNEL, _CONVNEXT_RATIO = 7, 3
+
+
+class ConvNeXtBlock(nnx.Module):
+  """Causal depthwise conv -> LayerNorm -> MLP (GELU), scaled, plus skip.
+
+  As Vocos's backbone block, with the depthwise conv padded on the left
+  only so it streams. Normalised and scaled (``layer_scale`` starts at
+  1/blocks), it trains at learning rates where the unnormalised SEANet
+  residual unit does not."""
+
+  def __init__(self, width: int, n_blocks: int, *, rngs, dtype, param_dtype):
+    kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    self.dw = CausalConv1d(width, width, _CONVNEXT_KERNEL, groups=width, **kw)
+    self.norm = LayerNorm(width, param_dtype=param_dtype)
+    self.up = Linear(width, _CONVNEXT_RATIO * width, **kw)
+    self.down = Linear(_CONVNEXT_RATIO * width, width, axes=("mlp", "embed"),
+                       **kw)
+    self.scale = nnx.Param(jnp.full((width,), 1.0 / max(n_blocks, 1),
+                                    param_dtype), logical_axes=("embed",))
+
+  def init_state(self, batch):
+    return self.dw.init_state(batch)
+
+  def step(self, x, state):
+    h, state = self.dw.step(x, state)
+    h = self.down(jax.nn.gelu(self.up(self.norm(h))))
+    return x + h * self.scale[...].astype(h.dtype), state
+
+
 def _blocks(width, s, kw):
+  if s.get("block", "residual") == "convnext":
+    return nnx.List([ConvNeXtBlock(width, s.blocks, **kw)
+                     for _ in range(s.blocks)])
   return nnx.List([ResidualUnit(width, s.kernel, s.dilation_base ** j, 2,
                                 **kw) for j in range(s.blocks)])
 

@@ -27,6 +27,9 @@ from csm_jax.config import sizes as sizes_lib
 SIZES = tuple(sizes_lib.codec_names())
 PAD_MODES = ("zeros", "replicate")
 FAMILIES = ("seanet", "spectral")
+# Conv blocks of the spectral family's ends: SEANet's dilated residual unit
+# (codecs saved before the field existed) or Vocos's ConvNeXt block.
+SPECTRAL_BLOCKS = ("residual", "convnext")
 # Fields only the SEANet family has; the spectral family's are under
 # ``spectral`` (and ``family`` itself, which SEANet configs saved before it
 # existed lack).
@@ -44,7 +47,7 @@ LEGACY_DEFAULTS = (("downsample_pad", "zeros"), ("upsample_depthwise", False),
 
 
 def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1,
-         kmeans_init_vectors=0):
+         kmeans_init_vectors=0, quantize_rate=1.0):
   return ml_collections.ConfigDict(dict(
       levels=levels,
       codebook_size=codebook_size,
@@ -65,6 +68,9 @@ def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1,
       # vectors, gathered over the first steps (rvq.ResidualVQ).
       kmeans_init_vectors=kmeans_init_vectors,
       quantizer_dropout=0.5,
+      # Share of training examples whose latent is quantized; the rest pass
+      # it on unquantized (Mimi trains at 0.5). 1.0: always quantized.
+      quantize_rate=quantize_rate,
       commitment_weight=1.0,
   ))
 
@@ -111,13 +117,18 @@ def _spectral_from_row(row: dict) -> ml_collections.ConfigDict:
       sample_rate=row["sample_rate"],
       spectral=ml_collections.ConfigDict(dict(
           n_fft=n_fft, hop=hop, n_mels=mels, width=width, blocks=blocks,
-          kernel=kernel, dilation_base=2, frames_per_code=per_code)),
+          kernel=kernel, dilation_base=2, frames_per_code=per_code,
+          block=row.get("block", "residual"))),
       latent_dim=row["latent_dim"],
       transformer=ml_collections.ConfigDict(dict(
           enabled=True, layers=layers, width=twidth, heads=heads, mlp_ratio=4,
           context=context, rope_base=10_000.0, layer_scale=0.01,
           exact_gelu=False)),
-      rvq=_rvq(levels, codes, dim, kmeans_init_vectors=4096),
+      # Half the examples skip quantization (as Mimi): the encoder and
+      # decoder learn the autoencoder on clean gradients, where the codec
+      # was losing to the k-means floor (docs/codec.md).
+      rvq=_rvq(levels, codes, dim, kmeans_init_vectors=4096,
+               quantize_rate=0.5),
       semantic=ml_collections.ConfigDict(dict(enabled=False, target_dim=0,
                                               weight=0.0)),
       phonetic=_phonetic(True),
@@ -264,6 +275,8 @@ def validate(c) -> None:
   need(0.0 < q.ema_decay < 1.0, "rvq.ema_decay", "must be in (0, 1)")
   need(0.0 <= q.quantizer_dropout <= 1.0, "rvq.quantizer_dropout",
        "is a probability")
+  need(0.0 < q.get("quantize_rate", 1.0) <= 1.0, "rvq.quantize_rate",
+       "is a share of examples in (0, 1]")
   if c.semantic.enabled:
     need(q.levels >= 2, "semantic.enabled",
          "a split quantizer needs rvq.levels >= 2")
@@ -295,6 +308,8 @@ def _validate_spectral(c, need) -> None:
   need(s.width % 2 == 0, "spectral.width", "must be even")
   need(s.frames_per_code >= 1, "spectral.frames_per_code", "must be >= 1")
   need(s.blocks >= 0, "spectral.blocks", "must be >= 0")
+  need(s.get("block", "residual") in SPECTRAL_BLOCKS, "spectral.block",
+       f"must be one of {SPECTRAL_BLOCKS}")
 
 
 def _validate_seanet(c, need) -> None:

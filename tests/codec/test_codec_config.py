@@ -49,3 +49,7 @@ def test_validation_names_the_field():
     cfg.validate(c)
   with pytest.raises(ValueError, match="unknown codec size"):
     cfg.codec_config("huge")
+  c = cfg.codec_config("spectral")
+  c.rvq.quantize_rate = 0.0
+  with pytest.raises(ValueError, match="rvq.quantize_rate"):
+    cfg.validate(c)

@@ -173,3 +173,27 @@ def test_kmeans_init_from_gathered_vectors_and_without_it(tiny):
   level0 = np.asarray(s["codebook"][...][0])
   assert np.linalg.norm(level0 - centres[0], axis=-1).min() > 5.0
   assert not np.array_equal(level0, np.asarray(state["codebook"][...][0]))
+
+
+def test_bypassed_examples_pass_their_latent_unquantized(tiny):
+  """Mimi's quantization rate: an example with ``bypass`` gets the
+  projections' round trip of its latent, the others their code vectors,
+  and the codes and codebook updates are the same either way."""
+  rvq = ResidualVQ(6, 3, tiny.rvq, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(rvq)
+  x = jax.random.normal(jax.random.key(1), (4, 10, 6))
+
+  def run(bypass):
+    m = nnx.merge(graphdef, state)
+    out, codes, _ = m(x, rng=jax.random.key(2), update=True, bypass=bypass)
+    return out, codes, nnx.state(m)["codebook"][...]
+
+  quantized, codes, cb = run(None)
+  mixed, codes2, cb2 = run(jnp.array([1.0, 0.0, 1.0, 0.0]))
+  m = nnx.merge(graphdef, state)
+  round_trip = m.out_proj(m.in_proj(x))
+  np.testing.assert_allclose(mixed[0::2], round_trip[0::2], atol=1e-5)
+  np.testing.assert_allclose(mixed[1::2], quantized[1::2], atol=1e-5)
+  assert not np.allclose(quantized[0], round_trip[0], atol=1e-3)
+  assert np.array_equal(np.asarray(codes), np.asarray(codes2))
+  np.testing.assert_allclose(cb, cb2)

@@ -60,8 +60,10 @@ def test_istft_head_inverts_a_known_stft(n_fft, hop):
   assert float(jnp.abs(y[0, d + 1:] - x[0, :-d - 1]).max()) > 0.05
 
 
-def test_spectral_codec_streams_exactly_and_is_causal():
+@pytest.mark.parametrize("block", cfg.SPECTRAL_BLOCKS)
+def test_spectral_codec_streams_exactly_and_is_causal(block):
   c = small_spectral()
+  c.spectral.block = block
   codec = init_codec(c)
   hop = codec.hop
   assert hop == 80 and codec.delay == 120
@@ -144,6 +146,10 @@ def test_families_do_not_mix():
   with pytest.raises(ValueError, match="'spectral.hop'"):
     c = codec_config("spectral")
     c.spectral.hop = 150
+    cfg.validate(c)
+  with pytest.raises(ValueError, match="'spectral.block'.*convnext"):
+    c = codec_config("spectral")
+    c.spectral.block = "resnet"
     cfg.validate(c)
 
 
