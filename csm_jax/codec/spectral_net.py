@@ -39,9 +39,10 @@ class ConvNeXtBlock(nnx.Module):
   """Causal depthwise conv -> LayerNorm -> MLP (GELU), scaled, plus skip.
 
   As Vocos's backbone block, with the depthwise conv padded on the left
-  only so it streams. Normalised and scaled (``layer_scale`` starts at
-  1/blocks), it trains at learning rates where the unnormalised SEANet
-  residual unit does not."""
+  only so it streams, and its per-channel scale starting at 1/blocks. At
+  the debug row's width it costs twice the residual unit's step time and
+  read no better after the same 1,200 steps (docs/codec.md), so the
+  residual unit stays the default."""
 
   def __init__(self, width: int, n_blocks: int, *, rngs, dtype, param_dtype):
     kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)

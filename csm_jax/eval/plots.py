@@ -228,7 +228,7 @@ def curves_with_intervals(series: dict, x_key: str, scores, truth: dict,
       ax.errorbar(x, v, yerr=[v - lo, hi - v], marker="o", capsize=3,
                   label=label)
     if m in truth:
-      ax.axhline(truth[m]["value"], color="green", ls="--", lw=1,
+      ax.axhline(truth[m]["value"], color="black", ls="--", lw=1,
                  label="ground truth")
     for k, (label, ref) in enumerate((references or {}).items()):
       if m not in ref:
@@ -238,8 +238,15 @@ def curves_with_intervals(series: dict, x_key: str, scores, truth: dict,
       ax.axhspan(ref[m]["low"], ref[m]["high"], color=color, alpha=0.12)
     ax.set_xlabel(xlabel)
     ax.set_title(m)
-  axes[0].legend(fontsize=8)
+  # The legend goes under the panels, where it cannot hide a point.
+  handles, labels = axes[0].get_legend_handles_labels()
+  ncol = min(len(labels), 3) or 1
+  rows = -(-len(labels) // ncol)
+  height = 3.2 + 0.22 * rows
+  fig.set_size_inches(4 * len(names), height)
+  fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8,
+             frameon=False)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, (0.22 * rows + 0.1) / height, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
