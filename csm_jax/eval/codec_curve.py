@@ -14,7 +14,9 @@ own curve, e.g. a codec of the other family) and the floor at the same bit
 rate, the k-means mel RVQ with Griffin-Lim fitted on the training split
 (``eval.mel_rvq``), which a codec that learned anything must beat; the
 run's last checkpoint minus the floor, paired on the same prompts, is
-``codec_minus_floor`` (its interval excluding zero is what beating means).
+``codec_minus_floor`` (its interval excluding zero is what beating means),
+and each compared run's last checkpoint minus the run's is
+``compared_minus_run``.
 """
 
 from __future__ import annotations
@@ -119,16 +121,24 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
   truth = [p.target.audio for p in prompts]
   rows = {"ground_truth": metrics.summarize(metrics.score_row(
       "ground_truth", instruments, prompts, truth, rate), seed)}
-  series, first, last_row = {}, None, None
+  series, first, last_row, versus = {}, None, None, {}
   for w in [workdir, *others]:
     points, codec, row = _curve(w, instruments, prompts, truth, seed, log, w)
-    first = first or codec
-    last_row = last_row or row
     if codec.sample_rate != rate:
       raise suite_lib.EvaluationError(
           f"--compare_codecs: {w} runs at {codec.sample_rate} Hz, {workdir} "
           f"at {rate} Hz; compare codecs of one rate")
-    series[_label(w, codec)] = points
+    label = _label(w, codec)
+    series[label] = points
+    if first is None:
+      first, last_row = codec, row
+      continue
+    # An ablation's claim, like the floor's, is about the same prompts.
+    diff = metrics.compare(row, last_row, seed)
+    versus[label] = {m: diff[m].to_json() for m in SCORES if m in diff}
+    log(f"codec curve: {label} - {_label(workdir, first)}, last checkpoints "
+        f"paired: CER {diff['cer']}, speaker similarity "
+        f"{diff['speaker_similarity']}")
   references, paired = {}, {}
   if floor:
     base = mel_rvq.corpus_floor(config, first, log)
@@ -154,6 +164,7 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
                              for m in SCORES if m in rows["ground_truth"]},
             "series": series, "references": references,
             "codec_minus_floor": paired,
+            "compared_minus_run": versus,
             "points": series[_label(workdir, first)]}
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "codec_curve.json"), "w") as f:

@@ -215,7 +215,8 @@ def test_codec_curve_pairs_the_last_checkpoint_with_the_floor(run, tmp_path):
   _, wd, _ = run
   out = str(tmp_path / "codec")
   data = codec_curve(wd, out, n_prompts=3, log=lambda _: None,
-                     instrument_overrides=small_instruments())
+                     instrument_overrides=small_instruments(),
+                     compare=[os.path.join(wd, "codec")])
   steps = [p["step"] for p in data["points"]]
   assert steps == sorted(steps) and steps[-1] == 6
   (floor,) = data["references"].values()
@@ -225,4 +226,8 @@ def test_codec_curve_pairs_the_last_checkpoint_with_the_floor(run, tmp_path):
       data["points"][-1]["cer"]["value"] - floor["cer"]["value"], abs=1e-9)
   assert paired["cer"]["low"] <= paired["cer"]["value"] <= \
       paired["cer"]["high"]
+  # The run compared with itself: a paired difference of exactly zero.
+  (versus,) = data["compared_minus_run"].values()
+  assert versus["cer"] == {**versus["cer"], "value": 0.0, "low": 0.0,
+                           "high": 0.0}
   assert os.path.getsize(os.path.join(out, "codec_curve.png")) > 0
