@@ -43,7 +43,8 @@ SEANET_FIELDS = ("channels", "ratios", "downsample", "downsample_pad",
 # saved before the options existed were built with.
 LEGACY_DEFAULTS = (("downsample_pad", "zeros"), ("upsample_depthwise", False),
                    ("transformer.exact_gelu", False),
-                   ("rvq.kmeans_init", True), ("rvq.kmeans_init_vectors", 0))
+                   ("rvq.kmeans_init", True), ("rvq.kmeans_init_vectors", 0),
+                   ("rvq.quantize_rate", 1.0), ("spectral.block", "residual"))
 
 
 def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1,
@@ -118,7 +119,7 @@ def _spectral_from_row(row: dict) -> ml_collections.ConfigDict:
       spectral=ml_collections.ConfigDict(dict(
           n_fft=n_fft, hop=hop, n_mels=mels, width=width, blocks=blocks,
           kernel=kernel, dilation_base=2, frames_per_code=per_code,
-          block=row.get("block", "residual"))),
+          block="residual")),
       latent_dim=row["latent_dim"],
       transformer=ml_collections.ConfigDict(dict(
           enabled=True, layers=layers, width=twidth, heads=heads, mlp_ratio=4,

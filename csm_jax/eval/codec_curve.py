@@ -121,7 +121,7 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
   truth = [p.target.audio for p in prompts]
   rows = {"ground_truth": metrics.summarize(metrics.score_row(
       "ground_truth", instruments, prompts, truth, rate), seed)}
-  series, first, last_row, versus = {}, None, None, {}
+  series, first, last_row, run_label, versus = {}, None, None, None, {}
   for w in [workdir, *others]:
     points, codec, row = _curve(w, instruments, prompts, truth, seed, log, w)
     if codec.sample_rate != rate:
@@ -131,12 +131,12 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
     label = _label(w, codec)
     series[label] = points
     if first is None:
-      first, last_row = codec, row
+      first, last_row, run_label = codec, row, label
       continue
     # An ablation's claim, like the floor's, is about the same prompts.
     diff = metrics.compare(row, last_row, seed)
     versus[label] = {m: diff[m].to_json() for m in SCORES if m in diff}
-    log(f"codec curve: {label} - {_label(workdir, first)}, last checkpoints "
+    log(f"codec curve: {label} - {run_label}, last checkpoints "
         f"paired: CER {diff['cer']}, speaker similarity "
         f"{diff['speaker_similarity']}")
   references, paired = {}, {}
@@ -149,7 +149,7 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
     # difference has the interval that says it, where two overlapping
     # intervals of the rows say nothing.
     diff = metrics.compare(last_row, floor_row, seed)
-    paired = {"step": series[_label(workdir, first)][-1]["step"],
+    paired = {"step": series[run_label][-1]["step"],
               **{m: diff[m].to_json() for m in SCORES if m in diff}}
     log(f"codec curve: last checkpoint - floor, paired: CER {diff['cer']}, "
         f"speaker similarity {diff['speaker_similarity']}")
@@ -165,7 +165,7 @@ def codec_curve(run: str, out_dir: str, codec_run: str | None = None,
             "series": series, "references": references,
             "codec_minus_floor": paired,
             "compared_minus_run": versus,
-            "points": series[_label(workdir, first)]}
+            "points": series[run_label]}
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "codec_curve.json"), "w") as f:
     json.dump(result, f, indent=2)

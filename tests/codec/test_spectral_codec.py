@@ -195,3 +195,17 @@ def test_a_codec_saved_before_the_families_loads_and_runs(tmp_path):
   np.testing.assert_allclose(np.asarray(loaded.decode(codec.encode(x))),
                              np.asarray(codec.decode(codec.encode(x))),
                              atol=1e-6)
+
+
+def test_codec_runs_saved_before_the_block_and_quantize_rate_still_resume():
+  """A workdir written before ``spectral.block`` and ``rvq.quantize_rate``
+  existed records neither; at their legacy values they are not structure,
+  and a different value is."""
+  c = codec_config("spectral")
+  c.rvq.quantize_rate = 1.0
+  d = cfg.structural_dict(c)
+  assert "block" not in d["spectral"] and "quantize_rate" not in d["rvq"]
+  assert cfg.structural_dict(codec_config("spectral"))["rvq"][
+      "quantize_rate"] == 0.5
+  c.spectral.block = "convnext"
+  assert cfg.structural_dict(c)["spectral"]["block"] == "convnext"
