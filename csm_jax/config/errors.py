@@ -223,6 +223,13 @@ def guard(fn: Callable[..., int | None], *args,
   if warnings.showwarning is not _warning_line:
     _show_warning = warnings.showwarning  # a library's warnings still go there
   warnings.showwarning = _warning_line
+  if not debug_requested():
+    # When one of Orbax's parallel reads fails, the reads not yet started
+    # are dropped as coroutines, which Python warns of as it collects them,
+    # often at exit, after the error line. A filter, unlike a display hook,
+    # still holds while the interpreter shuts down.
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            message=r"coroutine .* was never awaited")
   try:
     code = fn(*args)
     return 0 if code is None else int(code)

@@ -28,6 +28,8 @@ def _restore_hooks(monkeypatch):
   monkeypatch.setattr(threading, "excepthook", threading.excepthook)
   monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
   monkeypatch.setattr(errors, "_reported", type(errors._reported)())  # pylint: disable=protected-access
+  with warnings.catch_warnings():  # and the warning filters there were
+    yield
 
 
 def _guard(exc):
@@ -243,4 +245,19 @@ def test_the_projects_warnings_are_one_line(capsys, recwarn):
   assert capsys.readouterr().err.splitlines() == [
       "warning: context trimmed: dropped the 2 oldest of 3 turns"]
   # A library's warning goes to the handler there was (here pytest's).
+  assert [str(w.message) for w in recwarn] == ["a library's own"]
+
+
+def test_unawaited_coroutines_of_an_abandoned_restore_are_dropped(capsys,
+                                                                  recwarn):
+  """A failed restore leaves Orbax's pending reads as coroutines that
+  Python warns about as it collects them at exit, after the error line."""
+  def main():
+    raise errors.UserError("checkpoint 10 could not be restored")
+  assert errors.guard(main) == 1
+  warnings.warn_explicit("coroutine '_read_array_index_and_device_put' was "
+                         "never awaited", RuntimeWarning, "sys", 1)
+  warnings.warn_explicit("a library's own", RuntimeWarning, "/site/lib.py", 3)
+  assert capsys.readouterr().err.splitlines() == [
+      "error: checkpoint 10 could not be restored"]
   assert [str(w.message) for w in recwarn] == ["a library's own"]
