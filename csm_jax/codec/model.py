@@ -60,13 +60,12 @@ class Codec(nnx.Module):
     # Codec directories saved before these options existed lack them; their
     # defaults are the behaviour those codecs were trained with.
     self.downsample = (CausalConv1d(d, d, 2 * ds, stride=ds,
-                                    pad_mode=c.get("downsample_pad",
-                                                   "zeros"),
+                                    pad_mode=cfg.option(c, "downsample_pad"),
                                     **kw)
                        if ds > 1 else None)
     self.upsample = (CausalConvTranspose1d(
         d, d, 2 * ds, stride=ds,
-        depthwise=bool(c.get("upsample_depthwise", False)), **kw)
+        depthwise=bool(cfg.option(c, "upsample_depthwise")), **kw)
                      if ds > 1 else None)
     self.quantizer = SplitQuantizer(d, c, **kw)
     sem = c.semantic
@@ -82,7 +81,7 @@ class Codec(nnx.Module):
     self.levels = c.rvq.levels
     self.codebook_size = c.rvq.codebook_size
     self.quantizer_dropout = c.rvq.quantizer_dropout
-    self.quantize_rate = float(c.rvq.get("quantize_rate", 1.0))
+    self.quantize_rate = float(cfg.option(c.rvq, "rvq.quantize_rate"))
 
   # -- streaming chains --------------------------------------------------------
   def _enc_chain(self):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from csm_jax.codec.conv import Linear
+from csm_jax.config import codec as cfg
 
 sg = jax.lax.stop_gradient
 
@@ -77,7 +78,7 @@ class ResidualVQ(nnx.Module):
     # initialised from the start (codec configs saved before the switch
     # existed had it on).
     self.initialized = CodebookState(
-        jnp.full((), not q.get("kmeans_init", True), jnp.bool_),
+        jnp.full((), not cfg.option(q, "rvq.kmeans_init"), jnp.bool_),
         logical_axes=())
     self.levels, self.codebook_size, self.codebook_dim = levels, k, d
     self.decay, self.eps = q.ema_decay, q.epsilon
@@ -85,7 +86,7 @@ class ResidualVQ(nnx.Module):
     # k-means from the first batch alone (0), or from the first
     # ``kmeans_init_vectors`` input vectors gathered over the first steps:
     # a CPU batch holds fewer vectors than a codebook has codes.
-    self.init_vectors = int(q.get("kmeans_init_vectors", 0))
+    self.init_vectors = int(cfg.option(q, "rvq.kmeans_init_vectors"))
     if self.init_vectors:
       self.init_buffer = CodebookState(
           jnp.zeros((self.init_vectors, d), jnp.float32),

@@ -22,6 +22,7 @@ from csm_jax.codec import spectral
 from csm_jax.codec.conv import CausalConv1d, CausalConvTranspose1d, Linear
 from csm_jax.codec.seanet import ResidualUnit
 from csm_jax.codec.transformer import LayerNorm
+from csm_jax.config import codec as cfg
 
 # Log-mel of eSpeak-level speech spans about [-11.5, 3]; centring it keeps
 # the first conv's pre-activations near unit scale at initialization.
@@ -64,7 +65,7 @@ class ConvNeXtBlock(nnx.Module):
 
 
 def _blocks(width, s, kw):
-  if s.get("block", "residual") == "convnext":
+  if cfg.option(s, "spectral.block") == "convnext":
     return nnx.List([ConvNeXtBlock(width, s.blocks, **kw)
                      for _ in range(s.blocks)])
   return nnx.List([ResidualUnit(width, s.kernel, s.dilation_base ** j, 2,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from csm_jax.codec.conv import Linear
+from csm_jax.config import codec as cfg
 
 
 class LayerNorm(nnx.Module):
@@ -71,7 +72,7 @@ class Layer(nnx.Module):
     self.context, self.base, self.dtype = t.context, t.rope_base, dtype
     # Mimi uses the exact (erf) GELU; older configs lack the field and were
     # trained with the tanh approximation.
-    self.approximate_gelu = not t.get("exact_gelu", False)
+    self.approximate_gelu = not cfg.option(t, "transformer.exact_gelu")
 
   def step(self, x, cache, pos):
     b, n, _ = x.shape

@@ -45,6 +45,14 @@ LEGACY_DEFAULTS = (("downsample_pad", "zeros"), ("upsample_depthwise", False),
                    ("transformer.exact_gelu", False),
                    ("rvq.kmeans_init", True), ("rvq.kmeans_init_vectors", 0),
                    ("rvq.quantize_rate", 1.0), ("spectral.block", "residual"))
+_LEGACY = dict(LEGACY_DEFAULTS)
+
+
+def option(section, key: str):
+  """The value of ``key``, a ``LEGACY_DEFAULTS`` path, read from ``section``
+  (the config node holding its last part): the value codecs saved before
+  the option existed were built with where ``section`` lacks it."""
+  return section.get(key.rsplit(".", 1)[-1], _LEGACY[key])
 
 
 def _rvq(levels, codebook_size, codebook_dim, dead_code_threshold=0.1,
@@ -276,7 +284,7 @@ def validate(c) -> None:
   need(0.0 < q.ema_decay < 1.0, "rvq.ema_decay", "must be in (0, 1)")
   need(0.0 <= q.quantizer_dropout <= 1.0, "rvq.quantizer_dropout",
        "is a probability")
-  need(0.0 < q.get("quantize_rate", 1.0) <= 1.0, "rvq.quantize_rate",
+  need(0.0 < option(q, "rvq.quantize_rate") <= 1.0, "rvq.quantize_rate",
        "is a share of examples in (0, 1]")
   if c.semantic.enabled:
     need(q.levels >= 2, "semantic.enabled",
@@ -309,7 +317,7 @@ def _validate_spectral(c, need) -> None:
   need(s.width % 2 == 0, "spectral.width", "must be even")
   need(s.frames_per_code >= 1, "spectral.frames_per_code", "must be >= 1")
   need(s.blocks >= 0, "spectral.blocks", "must be >= 0")
-  need(s.get("block", "residual") in SPECTRAL_BLOCKS, "spectral.block",
+  need(option(s, "spectral.block") in SPECTRAL_BLOCKS, "spectral.block",
        f"must be one of {SPECTRAL_BLOCKS}")
 
 
@@ -319,8 +327,8 @@ def _validate_seanet(c, need) -> None:
        f"got {len(c.channels)}")
   need(all(r >= 1 for r in c.ratios), "ratios", "strides must be >= 1")
   need(c.downsample >= 1, "downsample", "must be >= 1")
-  need(c.get("downsample_pad", "zeros") in PAD_MODES, "downsample_pad",
-       f"{c.get('downsample_pad')!r} not in {PAD_MODES}")
+  pad = option(c, "downsample_pad")
+  need(pad in PAD_MODES, "downsample_pad", f"{pad!r} not in {PAD_MODES}")
   need(c.compress >= 1 and all(ch % c.compress == 0 for ch in c.channels),
        "compress", "must divide every channel count")
 
